@@ -1,0 +1,80 @@
+"""Shared helpers for the tests: a small text of our own, a prepared data/ folder, script runs."""
+
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # so tests can `import prepare, bigram, train, generate`
+
+# The full text where CI and developers keep it; real users download it with prepare.py.
+SHAKESPEARE = ROOT.parent / "shared" / "data" / "tinyshakespeare" / "input.txt"
+
+SPEAKERS = ["KING:", "QUEEN:", "CITIZEN:", "NURSE:"]
+LINES = [
+    "What light is this that breaks upon the hill?",
+    "Good morrow, cousin; speak, and speak you plain.",
+    "I will not go, my lord, until the end.",
+    "Come, let us hence, the night is almost done.",
+    "O gentle friend, thy words are sweet to me.",
+    "Then let it be; we part, and part as friends.",
+]
+
+
+def make_text(n_speeches=400, seed=0):
+    """A play-shaped text of our own (~40k characters): speaker names, then one to three lines."""
+    rng = random.Random(seed)
+    speeches = []
+    for _ in range(n_speeches):
+        lines = [rng.choice(LINES) for _ in range(rng.randint(1, 3))]
+        speeches.append(rng.choice(SPEAKERS) + "\n" + "\n".join(lines) + "\n")
+    return "\n".join(speeches)
+
+
+@pytest.fixture
+def text_file(tmp_path):
+    path = tmp_path / "play.txt"
+    path.write_text(make_text(), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def prepared(tmp_path, text_file):
+    """tmp_path with data/ prepared from the small text; tests run the scripts from there."""
+    import prepare
+    prepare.prepare(str(text_file), str(tmp_path / "data"), 0.1)
+    return tmp_path
+
+
+@pytest.fixture(scope="session")
+def bigram_checkpoint(tmp_path_factory):
+    """A bigram trained for a few hundred steps on the small text: out/ckpt.pt under a session folder."""
+    import prepare
+    import train
+    folder = tmp_path_factory.mktemp("bigram")
+    text = folder / "play.txt"
+    text.write_text(make_text(), encoding="utf-8")
+    prepare.prepare(str(text), str(folder / "data"), 0.1)
+    train.train(train.parse_args([
+        "--model", "bigram", "--max-iters", "300", "--eval-interval", "100", "--eval-iters", "10",
+        "--device", "cpu", "--data-dir", str(folder / "data"), "--out-dir", str(folder / "out")]))
+    return folder / "out" / "ckpt.pt"
+
+
+def run_script(script, *args, cwd, timeout=300):
+    """Run one of the project's scripts as a user would, from `cwd`; returns the CompletedProcess."""
+    return subprocess.run([sys.executable, str(ROOT / script), *map(str, args)], cwd=cwd,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def assert_one_line_error(result, *fragments):
+    """The script failed the way a user mistake should: non-zero exit, one line, no traceback."""
+    assert result.returncode != 0, result.stdout
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
