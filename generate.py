@@ -17,7 +17,7 @@ import torch
 from torch.nn import functional as F
 
 from prepare import UserError, encode
-from train import load_checkpoint, pick_device, positive
+from train import load_checkpoint, pick_attention, pick_device, positive
 
 
 @torch.no_grad()
@@ -66,7 +66,8 @@ def main(argv=None):
 
     try:
         device = pick_device(args.device)
-        checkpoint, model = load_checkpoint(args.checkpoint, device)
+        fused_attention, _ = pick_attention("auto", device, dropout=0.0)  # sampling never drops out
+        checkpoint, model = load_checkpoint(args.checkpoint, device, fused_attention)
         chars = checkpoint["vocab"]
         if not args.prompt:
             raise UserError("--prompt is empty; give at least one character (the default is a newline)")

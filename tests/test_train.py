@@ -80,3 +80,124 @@ def test_asking_for_a_missing_gpu_is_one_line(prepared):
     if torch.cuda.is_available():
         return  # the machine has one; nothing to refuse
     assert_one_line_error(run_script("train.py", "--model", "bigram", "--device", "cuda", cwd=prepared), "CUDA")
+
+
+# --- the GPT: recipes, schedule, optimizer groups, resume, interruption --------------------------
+
+TINY_GPT = ["--n-layer", "1", "--n-head", "2", "--n-embd", "32", "--block-size", "16", "--batch-size", "8",
+            "--eval-iters", "5", "--device", "cpu", "--dtype", "float32", "--warmup-iters", "5"]
+
+
+def test_without_flags_a_cpu_machine_gets_the_cpu_recipe_and_flags_override_it():
+    args = train.parse_args(["--device", "cpu", "--n-layer", "2"])
+    train.fill_in_hyperparameters(args)
+    assert args.model == "gpt" and args.preset == "cpu"
+    assert args.n_layer == 2 and args.n_embd == train.PRESETS["cpu"]["n_embd"]
+    assert args.lr_decay_iters == args.max_iters
+
+    args = train.parse_args(["--preset", "lecture", "--device", "cpu"])
+    train.fill_in_hyperparameters(args)
+    assert (args.batch_size, args.block_size, args.n_layer, args.n_head, args.n_embd, args.dropout,
+            args.max_iters) == (64, 256, 6, 6, 384, 0.2, 5000)
+
+
+def test_learning_rate_warms_up_then_decays_along_a_cosine_to_min_lr():
+    lr = [train.get_lr(i, 1e-3, 1e-4, warmup_iters=10, lr_decay_iters=110) for i in range(120)]
+    assert lr[0] == 1e-4 and lr[9] == 1e-3                         # linear warmup to the peak
+    assert abs(lr[60] - (1e-4 + 1e-3) / 2) < 1e-12                 # halfway down the cosine
+    assert lr[110] == lr[119] == 1e-4                              # then flat at min_lr
+    assert all(a >= b for a, b in zip(lr[9:], lr[10:]))            # never rising after the peak
+
+
+def test_weight_decay_applies_to_matrices_only():
+    from gpt import GPT, GPTConfig
+    model = GPT(GPTConfig(vocab_size=10, block_size=8, n_layer=1, n_head=2, n_embd=16))
+    decay, no_decay = train.configure_optimizer(model, 1e-3, 0.1).param_groups
+    assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0
+    assert all(p.dim() == 2 for p in decay["params"]) and all(p.dim() == 1 for p in no_decay["params"])
+    assert len(decay["params"]) + len(no_decay["params"]) == len(list(model.parameters()))
+
+
+def test_gpt_training_lowers_the_loss(prepared):
+    best = train.train(train.parse_args(TINY_GPT + [
+        "--max-iters", "150", "--eval-interval", "50", "--learning-rate", "3e-3",
+        "--data-dir", str(prepared / "data"), "--out-dir", str(prepared / "out")]))
+    with open(prepared / "out" / "log.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert float(rows[0]["val_loss"]) > 3.5 and best < 2.5
+    _, model = train.load_checkpoint(str(prepared / "out" / "ckpt.pt"), torch.device("cpu"))
+    assert model.block_size == 16 and model.config.n_layer == 1
+
+
+def test_resume_continues_exactly_where_it_stopped(prepared):
+    # Dropout on, so the random state must be restored too, not only weights and optimizer.
+    common = TINY_GPT + ["--dropout", "0.1", "--eval-interval", "10", "--lr-decay-iters", "40",
+                         "--data-dir", str(prepared / "data")]
+    train.train(train.parse_args(common + ["--max-iters", "40", "--out-dir", str(prepared / "straight")]))
+    train.train(train.parse_args(common + ["--max-iters", "20", "--out-dir", str(prepared / "halves")]))
+    train.train(train.parse_args(["--resume", "--max-iters", "40", "--device", "cpu",
+                                  "--out-dir", str(prepared / "halves")]))
+
+    straight = torch.load(prepared / "straight" / "ckpt.pt", weights_only=True)
+    halves = torch.load(prepared / "halves" / "ckpt.pt", weights_only=True)
+    assert straight["iter_num"] == halves["iter_num"] == 40
+    for name, weight in straight["model"].items():
+        assert torch.equal(weight, halves["model"][name]), name
+
+    def losses(folder):
+        with open(prepared / folder / "log.csv", newline="") as f:
+            return [(r["iter"], r["train_loss"], r["val_loss"]) for r in csv.DictReader(f)]
+    assert losses("straight") == losses("halves")
+
+
+def test_ctrl_c_saves_a_checkpoint_that_resume_continues(prepared):
+    import signal
+    import subprocess
+    import sys
+    import time
+    from conftest import ROOT
+    command = [sys.executable, str(ROOT / "train.py"), *TINY_GPT, "--max-iters", "100000",
+               "--eval-interval", "50"]
+    process = subprocess.Popen(command, cwd=prepared, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not (prepared / "out" / "ckpt.pt").exists() and time.time() < deadline:
+        time.sleep(0.2)
+    time.sleep(1.0)
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr and "interrupted at step" in stdout
+    step = int(stdout.split("interrupted at step ")[1].split(";")[0])
+    assert 0 < step < 100000
+    assert torch.load(prepared / "out" / "ckpt.pt", weights_only=True)["iter_num"] == step
+
+    result = run_script("train.py", "--resume", "--max-iters", str(step + 10), cwd=prepared)
+    assert result.returncode == 0, result.stderr
+    assert f"resuming from out/ckpt.pt at step {step}" in result.stdout
+    assert torch.load(prepared / "out" / "ckpt.pt", weights_only=True)["iter_num"] == step + 10
+
+
+def test_a_loss_that_explodes_stops_with_one_line_and_keeps_the_last_good_checkpoint(prepared):
+    result = run_script("train.py", *TINY_GPT, "--learning-rate", "1e30", "--grad-clip", "0",
+                        "--warmup-iters", "0", "--max-iters", "200", "--eval-interval", "1000", cwd=prepared)
+    assert_one_line_error(result, "the loss became", "last good state")
+    assert torch.load(prepared / "out" / "ckpt.pt", weights_only=True)["iter_num"] == 0
+
+
+def test_gpt_flags_with_the_bigram_are_one_line(prepared):
+    assert_one_line_error(run_script("train.py", "--model", "bigram", "--n-layer", "2", cwd=prepared), "--n-layer")
+
+
+def test_n_embd_must_divide_into_heads(prepared):
+    assert_one_line_error(run_script("train.py", "--n-embd", "30", "--n-head", "4", cwd=prepared), "multiple")
+
+
+def test_resume_against_another_vocabulary_is_one_line(prepared, bigram_checkpoint):
+    (prepared / "out").mkdir()
+    (prepared / "out" / "ckpt.pt").write_bytes(bigram_checkpoint.read_bytes())
+    other = prepared / "other.txt"
+    other.write_text("an entirely different text, with other letters: XYZ 123\n" * 50, encoding="utf-8")
+    import prepare
+    prepare.prepare(str(other), str(prepared / "data"), 0.1)
+    result = run_script("train.py", "--resume", "--data-dir", "data", cwd=prepared)
+    assert_one_line_error(result, "another vocabulary")

@@ -1,0 +1,193 @@
+"""
+Step 5 of the lesson: the GPT, a decoder-only Transformer, as in the lecture.
+
+The bigram model predicts the next character from the current one alone. A GPT lets every
+position look back at all the positions before it, and decide *how much* to take from each:
+that is self-attention. Stack that with a small per-position network, wrap both in residual
+connections and layer norms, and repeat: that is the whole model, read here from top to bottom.
+
+    python gpt.py                 # builds the lecture's model and prints its size
+    python train.py               # trains it (see train.py for the recipes)
+
+Shapes in comments: B = batch, T = time (positions, at most block_size), C = channels (n_embd),
+nh = n_head, hs = head_size = C / nh.
+"""
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+from torch.nn import functional as F
+
+
+@dataclass
+class GPTConfig:
+    """The sizes of the model. The defaults are the lecture's 10.7M-parameter model."""
+    vocab_size: int = 65          # distinct characters
+    block_size: int = 256         # the longest context the model sees
+    n_layer: int = 6              # Transformer blocks
+    n_head: int = 6               # attention heads per block
+    n_embd: int = 384             # channels per position
+    dropout: float = 0.2          # probability of zeroing an activation while training
+    fused_attention: bool = True  # one fused PyTorch call for attention; False: the explicit math
+
+
+class CausalSelfAttention(nn.Module):
+    """Multi-head masked self-attention: n_head heads side by side, computed as one batch."""
+
+    def __init__(self, config):
+        super().__init__()
+        assert config.n_embd % config.n_head == 0, "n_embd must be a multiple of n_head"
+        self.n_head = config.n_head
+        self.head_size = config.n_embd // config.n_head
+        self.dropout = config.dropout
+        self.fused_attention = config.fused_attention
+        # The lecture's key, query and value projections of every head, in one matrix.
+        self.query_key_value = nn.Linear(config.n_embd, 3 * config.n_embd, bias=False)
+        # After the heads have gathered information, mix it back into the residual stream.
+        self.proj = nn.Linear(config.n_embd, config.n_embd)
+        self.attn_dropout = nn.Dropout(config.dropout)
+        self.resid_dropout = nn.Dropout(config.dropout)
+        # Lower-triangular ones: position t may look at positions 0..t, never at the future it
+        # is trying to predict. A buffer, not a parameter: it is not learned and not saved.
+        tril = torch.tril(torch.ones(config.block_size, config.block_size, dtype=torch.bool))
+        self.register_buffer("tril", tril, persistent=False)          # (block_size, block_size)
+
+    def forward(self, x):
+        """x (B, T, C) -> (B, T, C): every position, updated with what it gathered from the past."""
+        B, T, C = x.shape
+        # Each position emits a query ("what am I looking for?"), a key ("what do I contain?")
+        # and a value ("what I will tell you if you attend to me").
+        q, k, v = self.query_key_value(x).split(C, dim=2)                # 3 x (B, T, C)
+        # Split the channels into heads and move heads next to batch: each head attends on its own.
+        q = q.view(B, T, self.n_head, self.head_size).transpose(1, 2)    # (B, nh, T, hs)
+        k = k.view(B, T, self.n_head, self.head_size).transpose(1, 2)    # (B, nh, T, hs)
+        v = v.view(B, T, self.n_head, self.head_size).transpose(1, 2)    # (B, nh, T, hs)
+
+        if self.fused_attention:
+            # The same computation as the explicit path below, in one call that never stores the
+            # (T, T) weights. Dropout on the attention weights comes free inside the GPU kernel,
+            # but on a CPU it sends PyTorch to its slow unfused path (attention 4x slower, measured
+            # on the lecture's sizes), so on a CPU the fused path skips it and relies on the
+            # residual and feed-forward dropout: 2.7x the plain lecture code instead of 2.2x.
+            dropout_p = self.dropout if (self.training and x.is_cuda) else 0.0
+            out = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=True)  # (B, nh, T, hs)
+        else:
+            # Affinities: how well each query matches each key. Dividing by sqrt(head_size) keeps
+            # their variance at ~1 whatever the head size, so the softmax stays soft instead of
+            # saturating into a one-hot that would let each position hear only one other.
+            wei = q @ k.transpose(-2, -1) / math.sqrt(self.head_size)   # (B, nh, T, hs) @ (B, nh, hs, T) -> (B, nh, T, T)
+            # -inf where the mask is 0: after the softmax the future gets exactly zero weight.
+            wei = wei.masked_fill(~self.tril[:T, :T], float("-inf"))     # (B, nh, T, T)
+            wei = F.softmax(wei, dim=-1)                                 # (B, nh, T, T), rows sum to 1
+            wei = self.attn_dropout(wei)                                 # (B, nh, T, T)
+            out = wei @ v                                                # (B, nh, T, T) @ (B, nh, T, hs) -> (B, nh, T, hs)
+
+        out = out.transpose(1, 2).contiguous().view(B, T, C)             # (B, T, C): heads side by side again
+        return self.resid_dropout(self.proj(out))                        # (B, T, C)
+
+
+class FeedForward(nn.Module):
+    """A small two-layer network applied to each position on its own: attention gathers, this thinks."""
+
+    def __init__(self, config):
+        super().__init__()
+        # 4x wider inside, as in "Attention Is All You Need" (512 -> 2048 -> 512).
+        self.net = nn.Sequential(
+            nn.Linear(config.n_embd, 4 * config.n_embd),   # (B, T, C) -> (B, T, 4C)
+            nn.ReLU(),
+            nn.Linear(4 * config.n_embd, config.n_embd),   # (B, T, 4C) -> (B, T, C)
+            nn.Dropout(config.dropout),
+        )
+
+    def forward(self, x):
+        """x (B, T, C) -> (B, T, C)."""
+        return self.net(x)
+
+
+class Block(nn.Module):
+    """One Transformer block: communication (attention), then computation (feed-forward)."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.ln1 = nn.LayerNorm(config.n_embd)
+        self.sa = CausalSelfAttention(config)
+        self.ln2 = nn.LayerNorm(config.n_embd)
+        self.ffwd = FeedForward(config)
+
+    def forward(self, x):
+        """x (B, T, C) -> (B, T, C)."""
+        # Residual connections: each sub-layer only *adds* to x, so gradients flow straight from
+        # the loss to the first layer along the "+" and deep stacks train from the start.
+        # Pre-norm: normalise what goes into each sub-layer, not the stream itself (as GPT-2 does).
+        x = x + self.sa(self.ln1(x))      # (B, T, C)
+        x = x + self.ffwd(self.ln2(x))    # (B, T, C)
+        return x
+
+
+class GPT(nn.Module):
+    """Token and position embeddings, n_layer blocks, a final layer norm, and a linear head."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.config = config
+        self.block_size = config.block_size
+        self.token_embedding_table = nn.Embedding(config.vocab_size, config.n_embd)
+        # Attention itself is blind to order; a learned vector per position tells it where it is.
+        self.position_embedding_table = nn.Embedding(config.block_size, config.n_embd)
+        self.blocks = nn.Sequential(*[Block(config) for _ in range(config.n_layer)])
+        self.ln_f = nn.LayerNorm(config.n_embd)
+        self.lm_head = nn.Linear(config.n_embd, config.vocab_size)
+
+        # Small random weights (std 0.02, as GPT-2): the first logits are nearly equal, so the
+        # first loss is about ln(vocab_size). The projections that add into the residual stream
+        # are scaled down by sqrt(2 * n_layer) so the stream's variance does not grow with depth.
+        for name, p in self.named_parameters():
+            if name.endswith("bias"):
+                nn.init.zeros_(p)
+            elif p.dim() >= 2:
+                std = 0.02 / math.sqrt(2 * config.n_layer) if name.endswith(("proj.weight", "net.2.weight")) else 0.02
+                nn.init.normal_(p, mean=0.0, std=std)
+
+    def num_parameters(self):
+        return sum(p.numel() for p in self.parameters())
+
+    def forward(self, idx, targets=None):
+        """idx, targets: (B, T) ids with T <= block_size -> logits (B, T, vocab_size), loss (or None)."""
+        B, T = idx.shape
+        assert T <= self.block_size, f"sequence of {T} is longer than block_size {self.block_size}"
+        tok_emb = self.token_embedding_table(idx)                                      # (B, T, C)
+        pos_emb = self.position_embedding_table(torch.arange(T, device=idx.device))    # (T, C)
+        x = tok_emb + pos_emb                                                          # (B, T, C)
+        x = self.blocks(x)                                                             # (B, T, C)
+        x = self.ln_f(x)                                                               # (B, T, C)
+        logits = self.lm_head(x)                                                       # (B, T, vocab_size)
+
+        if targets is None:
+            return logits, None
+        # As in bigram.py: B*T independent predictions. float(): the loss in full precision even
+        # when the matrix multiplies ran in bfloat16.
+        loss = F.cross_entropy(logits.view(B * T, -1).float(), targets.view(B * T))
+        return logits, loss
+
+    @torch.no_grad()
+    def generate(self, idx, max_new_tokens):
+        """Extend idx (B, T) by max_new_tokens sampled characters -> (B, T + max_new_tokens)."""
+        for _ in range(max_new_tokens):
+            # The position table has block_size rows, so the model sees at most the last block_size.
+            idx_cond = idx[:, -self.block_size:]                 # (B, <= block_size)
+            logits, _ = self(idx_cond)                           # (B, T, vocab_size)
+            probs = F.softmax(logits[:, -1, :], dim=-1)          # (B, vocab_size)
+            idx_next = torch.multinomial(probs, num_samples=1)   # (B, 1)
+            idx = torch.cat((idx, idx_next), dim=1)              # (B, T + 1)
+        return idx
+
+
+if __name__ == "__main__":
+    model = GPT(GPTConfig())
+    print(model)
+    print(f"{model.num_parameters():,} parameters")
+    idx = torch.zeros((1, 8), dtype=torch.long)                  # (B, T) = (1, 8)
+    logits, _ = model(idx)
+    print(f"idx {tuple(idx.shape)} -> logits {tuple(logits.shape)}")

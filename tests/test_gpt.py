@@ -1,0 +1,74 @@
+"""gpt.py: the fused and explicit attention agree, the future never leaks, and the model is the lecture's."""
+
+import math
+
+import torch
+
+from gpt import GPT, GPTConfig
+from lecture_gpt import GPTLanguageModel, copy_weights_from
+
+SMALL = dict(vocab_size=65, block_size=32, n_layer=2, n_head=4, n_embd=64, dropout=0.0)
+
+
+def small_gpt(**changes):
+    torch.manual_seed(0)
+    return GPT(GPTConfig(**{**SMALL, **changes})).eval()
+
+
+def test_forward_shapes_and_loss_at_initialisation():
+    model = small_gpt()
+    idx = torch.randint(65, (4, 32))                                     # (B, T)
+    logits, loss = model(idx, idx)
+    assert logits.shape == (4, 32, 65) and loss.shape == ()
+    # Small initial weights: every character about equally likely, so the loss is about ln(65).
+    assert abs(loss.item() - math.log(65)) < 0.05
+
+
+def test_lecture_model_has_the_lectures_parameter_count():
+    assert GPT(GPTConfig()).num_parameters() == 10_788_929  # the lecture prints 10.788929 M
+
+
+def test_fused_and_explicit_attention_give_the_same_logits():
+    fused = small_gpt(fused_attention=True)
+    explicit = small_gpt(fused_attention=False)
+    explicit.load_state_dict(fused.state_dict())
+    idx = torch.randint(65, (3, 32))
+    for T in (1, 7, 32):  # short contexts too: the mask must be cropped, not assumed full
+        assert torch.allclose(fused(idx[:, :T])[0], explicit(idx[:, :T])[0], atol=1e-5, rtol=0)
+
+
+def test_changing_a_future_character_never_changes_earlier_logits():
+    for fused_attention in (True, False):
+        model = small_gpt(fused_attention=fused_attention)
+        idx = torch.randint(65, (1, 32))
+        changed = idx.clone()
+        changed[0, 20] = (idx[0, 20] + 1) % 65                           # a different character at t = 20
+        before, after = model(idx)[0], model(changed)[0]
+        assert torch.equal(before[:, :20], after[:, :20])                # positions 0..19 cannot see t = 20
+        assert not torch.allclose(before[:, 20:], after[:, 20:])         # positions 20.. do see it
+
+
+def test_batched_heads_compute_what_the_lectures_separate_heads_compute():
+    for fused_attention in (True, False):
+        ours = small_gpt(fused_attention=fused_attention)
+        lecture = GPTLanguageModel(65, 32, n_layer=2, n_head=4, n_embd=64, dropout=0.0).eval()
+        copy_weights_from(ours, lecture)
+        idx = torch.randint(65, (2, 32))
+        ours_logits, ours_loss = ours(idx, idx)
+        lecture_logits, lecture_loss = lecture(idx, idx)
+        assert torch.allclose(ours_logits, lecture_logits, atol=1e-5, rtol=0)
+        assert abs(ours_loss.item() - lecture_loss.item()) < 1e-5
+
+
+def test_dropout_is_active_in_training_and_off_in_eval():
+    model = small_gpt(dropout=0.5)
+    idx = torch.randint(65, (2, 16))
+    assert torch.equal(model(idx)[0], model(idx)[0])                     # eval: deterministic
+    model.train()
+    assert not torch.equal(model(idx)[0], model(idx)[0])                 # train: a new mask each call
+
+
+def test_generate_crops_the_context_to_block_size():
+    model = small_gpt(block_size=8)
+    out = model.generate(torch.zeros((2, 1), dtype=torch.long), max_new_tokens=30)
+    assert out.shape == (2, 31)  # 31 > block_size: without cropping the position table would overflow
