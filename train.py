@@ -377,8 +377,12 @@ def train(args):
 
     # Ctrl-C asks the loop to stop after the step it is in, save, and exit; a second one aborts.
     interrupted = []
-    previous_handler = signal.signal(signal.SIGINT, lambda signum, frame: (
-        interrupted.append(signum) if not interrupted else signal.default_int_handler(signum, frame)))
+
+    def request_stop(signum, frame):
+        if interrupted:  # the second Ctrl-C: stop at once, without saving
+            raise KeyboardInterrupt
+        interrupted.append(signum)
+    previous_handler = signal.signal(signal.SIGINT, request_stop)
 
     start = time.time() - (saved.get("elapsed_s", 0.0) if saved else 0.0)  # elapsed counts across resumes
     # disable=None: a live bar in a terminal; none when the output goes to a file or a pipe.
