@@ -16,6 +16,7 @@ It writes into data/:
 """
 
 import argparse
+import codecs
 import hashlib
 import json
 import os
@@ -53,23 +54,43 @@ def download_shakespeare(path, url=SHAKESPEARE_URL):
     write_atomically(path, raw)
 
 
-def read_text(path):
-    """Read a whole UTF-8 file as one string, or explain in one line why we cannot."""
+def read_chunks(path, chunk_bytes=1 << 22):
+    """Yield the UTF-8 text of `path` as strings of about chunk_bytes each, or raise a one-line UserError.
+
+    Reading in chunks keeps memory flat however large the text is; the incremental decoder
+    carries a character split across two chunks over to the next one.
+    """
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    offset = 0  # bytes read before the current chunk
     try:
         with open(path, "rb") as f:
-            raw = f.read()
+            while True:
+                raw = f.read(chunk_bytes)
+                try:
+                    text = decoder.decode(raw, final=not raw)
+                except UnicodeDecodeError as e:
+                    raise UserError(f"{path} is not UTF-8 text (bad byte near offset {offset + e.start:,}); "
+                                    f"convert it, e.g. iconv -t UTF-8")
+                if "\0" in text:
+                    raise UserError(f"{path} looks binary (it contains NUL bytes), not like a text")
+                if text:
+                    yield text
+                if not raw:
+                    return
+                offset += len(raw)
     except FileNotFoundError:
         raise UserError(f"no such file: {path}")
+    except IsADirectoryError:
+        raise UserError(f"{path} is a directory; give a text file")
     except OSError as e:
         raise UserError(f"cannot read {path}: {e.strerror}")
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise UserError(f"{path} is not UTF-8 text (bad byte at offset {e.start}); "
-                           f"convert it, e.g. iconv -t UTF-8")
-    if not text:
-        raise UserError(f"{path} is empty; give a text with at least a few sentences")
-    return text
+
+
+def code_points(text):
+    """A string as an array of its Unicode code points (N,): strings cannot be indexed as arrays."""
+    if text.isascii():  # one byte per character already: 4x less memory traffic than UTF-32
+        return np.frombuffer(text.encode("ascii"), dtype=np.uint8)
+    return np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
 
 
 # -----------------------------------------------------------------------------
@@ -81,18 +102,16 @@ def build_vocab(text):
 
 
 def encode(text, chars):
-    """Map every character of `text` to its id in `chars` (vectorised); unknown characters raise.
+    """Map every character of `text` to its id in `chars` (vectorised); unknown characters raise KeyError.
 
-    Python strings cannot be indexed as arrays, so we view the text as an array of Unicode code
-    points (UTF-32) and find each code point's position in the sorted vocabulary by binary search.
+    A lookup table indexed by code point holds each character's id (-1 for characters not in
+    the vocabulary), so encoding is one array gather, not a Python loop per character.
     """
-    code_points = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)        # (N,)
-    vocab_points = np.frombuffer(chars.encode("utf-32-le"), dtype=np.uint32)       # (vocab_size,)
-    ids = np.searchsorted(vocab_points, code_points)                               # (N,)
-    found = vocab_points[np.minimum(ids, len(chars) - 1)] == code_points           # (N,)
-    if not found.all():
-        unknown = sorted(set(text[i] for i in np.flatnonzero(~found)[:1000]))
-        raise KeyError("".join(unknown))
+    lookup = np.full(0x110000, -1, dtype=np.int32)           # (all Unicode code points,)
+    lookup[code_points(chars)] = np.arange(len(chars))         # (vocab_size,) ids written in
+    ids = lookup[code_points(text)]                            # (N,)
+    if (ids < 0).any():
+        raise KeyError("".join(sorted(set(text) - set(chars))))
     return ids
 
 
@@ -111,7 +130,7 @@ def id_dtype(vocab_size):
 
 
 # -----------------------------------------------------------------------------
-# Writing the results without ever leaving half a file behind
+# Preparing a text of any size: two passes over it, nothing half-written
 
 def write_atomically(path, data):
     """Write bytes to `path` via a temporary file and a rename, so a crash never leaves half a file."""
@@ -121,39 +140,63 @@ def write_atomically(path, data):
     os.replace(tmp, path)
 
 
-def prepare(input_path, data_dir, val_fraction):
-    """Read, encode, split and write; returns the vocabulary info that is written to vocab.json."""
-    text = read_text(input_path)
-    chars = build_vocab(text)
+def prepare(input_path, data_dir, val_fraction, chunk_bytes=1 << 22):
+    """Read, encode, split and write; returns the vocabulary info that is written to vocab.json.
+
+    The text is read twice, a chunk at a time, so memory stays flat for any size: the first pass
+    finds the vocabulary and the length, the second encodes and writes the two splits.
+    """
+    # Pass 1: which characters occur, and how many characters there are.
+    counts = np.zeros(0x110000, dtype=np.int64)                # (all Unicode code points,)
+    for text in read_chunks(input_path, chunk_bytes):
+        counts += np.bincount(code_points(text), minlength=0x110000)
+    n_chars = int(counts.sum())
+    if n_chars == 0:
+        raise UserError(f"{input_path} is empty; give a text with at least a few sentences")
+    chars = "".join(map(chr, np.flatnonzero(counts)))          # sorted by code point, like build_vocab
     vocab_size = len(chars)
     dtype = id_dtype(vocab_size)
-    data = encode(text, chars).astype(dtype)  # (N,)
 
     # The validation split is the *end* of the text, not random characters: the model must
     # continue passages it has never seen, not fill gaps between ones it has.
-    n = int(len(data) * (1 - val_fraction))
-    train_data, val_data = data[:n], data[n:]
-    if len(train_data) < 2 or len(val_data) < 2:
-        raise UserError(f"{input_path} has {len(data)} characters, too short to split into train "
-                           f"and validation parts of at least 2 characters each")
+    n_train = int(n_chars * (1 - val_fraction))
+    if n_train < 2 or n_chars - n_train < 2:
+        raise UserError(f"{input_path} has {n_chars} characters, too short to split into train "
+                        f"and validation parts of at least 2 characters each")
 
-    info = {
-        "vocab_size": vocab_size,
-        "dtype": np.dtype(dtype).name,
-        "train_tokens": len(train_data),
-        "val_tokens": len(val_data),
-        "source": os.path.abspath(input_path),
-        "chars": list(chars),
-    }
+    # Pass 2: encode each chunk and append it to the split it belongs to.
+    paths = {name: os.path.join(data_dir, f"{name}.bin") for name in ("train", "val")}
     try:
         os.makedirs(data_dir, exist_ok=True)
-        write_atomically(os.path.join(data_dir, "train.bin"), train_data.tobytes())
-        write_atomically(os.path.join(data_dir, "val.bin"), val_data.tobytes())
+        with open(paths["train"] + ".tmp", "wb") as train_file, open(paths["val"] + ".tmp", "wb") as val_file:
+            written = 0
+            for text in read_chunks(input_path, chunk_bytes):
+                ids = encode(text, chars).astype(dtype)            # (chunk,)
+                cut = max(0, min(len(ids), n_train - written))     # how much of this chunk is train
+                train_file.write(ids[:cut].tobytes())
+                val_file.write(ids[cut:].tobytes())
+                written += len(ids)
+        for path in paths.values():
+            os.replace(path + ".tmp", path)
+        info = {
+            "vocab_size": vocab_size,
+            "dtype": np.dtype(dtype).name,
+            "train_tokens": n_train,
+            "val_tokens": n_chars - n_train,
+            "source": os.path.abspath(input_path),
+            "chars": list(chars),
+        }
         # vocab.json goes last: train.py reads it first, so it only ever sees a complete set.
         vocab_json = json.dumps(info, ensure_ascii=False, indent=1)
         write_atomically(os.path.join(data_dir, "vocab.json"), vocab_json.encode("utf-8"))
+    except KeyError:  # pass 2 met a character pass 1 did not see
+        raise UserError(f"{input_path} changed while it was being read; run prepare.py again")
     except OSError as e:
         raise UserError(f"cannot write to {data_dir}: {e.strerror}")
+    finally:
+        for path in paths.values():  # after a failure, leave no temporary file behind
+            if os.path.exists(path + ".tmp"):
+                os.remove(path + ".tmp")
     return info
 
 

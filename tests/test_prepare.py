@@ -76,6 +76,7 @@ def test_script_prints_vocabulary_and_split_sizes(tmp_path, text_file):
     (b"", "is empty"),
     (b"caf\xe9 au lait", "is not UTF-8"),
     (b"abc", "too short to split"),
+    (b"PK\x03\x04\x00\x00 binary", "looks binary"),
 ])
 def test_bad_input_is_one_line_and_leaves_data_untouched(tmp_path, content, message):
     data = tmp_path / "data"
@@ -117,3 +118,26 @@ def test_download_lands_in_data_and_gives_the_lectures_numbers(tmp_path):
     assert (tmp_path / "data" / "input.txt").read_bytes() == SHAKESPEARE.read_bytes()
     assert "vocab_size: 65 " in result.stdout
     assert "train: 1,003,854 characters, val: 111,540 characters" in result.stdout
+
+
+def test_reading_in_small_chunks_gives_the_same_files(tmp_path):
+    # 7-byte chunks split the 2-, 3- and 4-byte characters across chunk boundaries.
+    text = "Grüße, 世界! 🙂 naïve café\n" * 40
+    path = tmp_path / "text.txt"
+    path.write_text(text, encoding="utf-8")
+    whole = prepare.prepare(str(path), str(tmp_path / "whole"), 0.1)
+    chunked = prepare.prepare(str(path), str(tmp_path / "chunked"), 0.1, chunk_bytes=7)
+    assert whole == chunked and "".join(whole["chars"]) == prepare.build_vocab(text)
+    for name in ("train.bin", "val.bin"):
+        assert (tmp_path / "whole" / name).read_bytes() == (tmp_path / "chunked" / name).read_bytes()
+    ids = np.fromfile(tmp_path / "chunked" / "train.bin", dtype=np.uint8)
+    assert prepare.decode(ids, "".join(whole["chars"])) == text[:int(len(text) * 0.9)]
+
+
+def test_more_than_65536_distinct_characters_are_refused(tmp_path):
+    path = tmp_path / "everything.txt"
+    path.write_text("".join(chr(c) for c in range(0x4E00, 0x4E00 + 70_000) if not 0xD800 <= c < 0xE000),
+                    encoding="utf-8")
+    result = run_script("prepare.py", "--input", path, cwd=tmp_path)
+    assert_one_line_error(result, "at most 65,536")
+    assert not (tmp_path / "data").exists() or os.listdir(tmp_path / "data") == []
