@@ -3,6 +3,8 @@ Step 4 of the lesson: let a trained model write.
 
     python generate.py                                    # 500 characters from out/ckpt.pt
     python generate.py --prompt "ROMEO:" --seed 7         # continue a prompt, repeatably
+    python generate.py --num-samples 3 --top-p 0.9        # three samples, from the likeliest 90%
+    python generate.py --interactive                      # type a line, the model continues it
 
 A language model gives, for a context, a probability for every possible next character. To write,
 we sample one character from that distribution, append it to the context, and ask again. The
@@ -16,34 +18,123 @@ import sys
 import torch
 from torch.nn import functional as F
 
+from gpt import GPT, KVCache
 from prepare import UserError, encode
 from train import load_checkpoint, pick_attention, pick_device, positive
 
 
+def next_token_probs(logits, temperature=1.0, top_k=None, top_p=None):
+    """Last-step logits (B, vocab_size) -> the distribution to sample from (B, vocab_size).
+
+    temperature: divides the logits; below 1 sharpens the distribution (safer, more repetitive
+    text), above 1 flattens it (wilder). 0 means always the likeliest character (greedy).
+    top_k: keep only the k likeliest characters. top_p: keep the fewest likeliest characters
+    whose probabilities add up to p ("nucleus" sampling). Both cut off the long tail of unlikely
+    characters, which is where nonsense comes from.
+    """
+    if temperature == 0:
+        return F.one_hot(logits.argmax(dim=-1), logits.size(-1)).float()    # (B, vocab_size)
+    logits = logits / temperature                                           # (B, vocab_size)
+    if top_k is not None:
+        kth = torch.topk(logits, min(top_k, logits.size(-1))).values[:, [-1]]  # (B, 1)
+        logits = logits.masked_fill(logits < kth, float("-inf"))             # (B, vocab_size)
+    probs = F.softmax(logits.float(), dim=-1)                               # (B, vocab_size)
+    if top_p is not None:
+        sorted_probs, order = probs.sort(dim=-1, descending=True)           # (B, vocab_size) each
+        # Drop a character when the likelier ones before it already reach top_p.
+        drop = sorted_probs.cumsum(dim=-1) - sorted_probs >= top_p          # (B, vocab_size)
+        sorted_probs = sorted_probs.masked_fill(drop, 0.0)
+        probs = torch.zeros_like(probs).scatter(-1, order, sorted_probs)    # (B, vocab_size)
+    return probs
+
+
 @torch.no_grad()
-def sample(model, idx, max_new_tokens, temperature=1.0, top_k=None, block_size=None):
+def sample(model, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None, kv_cache=True):
     """Yield max_new_tokens sampled ids, one (B,) tensor per step, continuing idx (B, T).
 
-    The same loop as the models' own generate(), written as a generator so that each character
-    can be printed the moment it is sampled, and with temperature and top-k added.
+    The same loop as the models' own generate(), as a generator, so that each character can be
+    printed the moment it is sampled; with sampling controls, and a KV cache for the GPT.
     """
-    for _ in range(max_new_tokens):
-        # A model with positional embeddings has seen only block_size positions: crop to those.
-        idx_cond = idx if block_size is None else idx[:, -block_size:]   # (B, <= block_size)
-        logits, _ = model(idx_cond)                                     # (B, T, vocab_size)
-        # Below 1 the temperature sharpens the distribution (safer text), above 1 flattens it.
-        logits = logits[:, -1, :] / temperature                         # (B, vocab_size)
-        if top_k is not None:
-            # Keep only the k most likely characters: the long tail of rare ones is where nonsense lives.
-            kth = torch.topk(logits, min(top_k, logits.size(-1))).values[:, [-1]]  # (B, 1)
-            logits = logits.masked_fill(logits < kth, float("-inf"))      # (B, vocab_size)
-        probs = F.softmax(logits, dim=-1)                               # (B, vocab_size)
-        idx_next = torch.multinomial(probs, num_samples=1)              # (B, 1)
-        idx = torch.cat((idx, idx_next), dim=1)                         # (B, T + 1)
-        yield idx_next[:, 0]                                            # (B,)
+    block_size = getattr(model, "block_size", None)   # the bigram looks at one character: no limit
+    cache = KVCache(model.config) if kv_cache and isinstance(model, GPT) else None
+    for step in range(max_new_tokens):
+        if cache is not None and step == 0:
+            # The prompt (its last block_size characters) in one pass, filling the cache.
+            logits, _ = model(idx[:, -block_size:], cache=cache)           # (B, T, vocab_size)
+        elif cache is not None and cache.length < block_size:
+            # Only the newest character goes through the model; the cache holds the rest.
+            logits, _ = model(idx[:, -1:], cache=cache)                     # (B, 1, vocab_size)
+        else:
+            # No cache, or the window is full. The lecture crops the context to its last
+            # block_size characters, so from here on every character sits one position earlier
+            # than at the step before, and under learned position embeddings its key and value
+            # change: the cache would be stale. To stay exactly the lecture's model we recompute
+            # the whole window per character, as the plain path does: past block_size characters
+            # the cache saves nothing.
+            idx_cond = idx if block_size is None else idx[:, -block_size:]  # (B, <= block_size)
+            logits, _ = model(idx_cond)                                     # (B, T, vocab_size)
+        probs = next_token_probs(logits[:, -1, :], temperature, top_k, top_p)  # (B, vocab_size)
+        if temperature == 0:
+            idx_next = probs.argmax(dim=-1, keepdim=True)                   # (B, 1)
+        else:
+            idx_next = torch.multinomial(probs, num_samples=1)              # (B, 1)
+        idx = torch.cat((idx, idx_next), dim=1)                             # (B, T + 1)
+        yield idx_next[:, 0]                                                # (B,)
 
 
-def main(argv=None):
+def write_samples(model, chars, prompt, args, device, out_file=None):
+    """Sample args.num_samples continuations of `prompt` as one batch; print them one after another.
+
+    The first sample is printed as it is written (flushed per character, so you watch it type);
+    the others, computed alongside it, follow.
+    """
+    prompt_ids = torch.as_tensor(encode(prompt, chars), dtype=torch.long, device=device)   # (T,)
+    idx = prompt_ids.repeat(args.num_samples, 1)                                          # (B, T)
+    texts = [list(prompt) for _ in range(args.num_samples)]
+    if args.num_samples > 1:
+        print(f"--- sample 1 of {args.num_samples} ---")
+    print(prompt, end="", flush=True)
+    for idx_next in sample(model, idx, args.max_new_tokens, args.temperature, args.top_k, args.top_p,
+                           kv_cache=not args.no_kv_cache):
+        for text, i in zip(texts, idx_next.tolist()):
+            text.append(chars[i])
+        print(texts[0][-1], end="", flush=True)
+    print()
+    for n, text in enumerate(texts[1:], start=2):
+        print(f"--- sample {n} of {args.num_samples} ---")
+        print("".join(text))
+    if out_file is not None:
+        for n, text in enumerate(texts, start=1):
+            if args.num_samples > 1:
+                out_file.write(f"--- sample {n} of {args.num_samples} ---\n")
+            out_file.write("".join(text) + "\n")
+        out_file.flush()
+
+
+def unknown_characters(text, chars):
+    """The characters of `text` missing from the vocabulary, each shown as repr, or '' if none."""
+    return " ".join(repr(c) for c in sorted(set(text) - set(chars)))
+
+
+def interact(model, chars, args, device, out_file):
+    """Read a line, continue it, and ask again, until an empty line or Ctrl-D. Bad input asks again."""
+    print("Type the start of a text and press Enter; an empty line or Ctrl-D ends.", file=sys.stderr)
+    while True:
+        try:
+            line = input("> ")
+        except EOFError:
+            print(file=sys.stderr)
+            return
+        if not line:
+            return
+        unknown = unknown_characters(line, chars)
+        if unknown:
+            print(f"this model never saw: {unknown}; try again without them", file=sys.stderr)
+            continue
+        write_samples(model, chars, line, args, device, out_file)
+
+
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(description="Sample text from a checkpoint written by train.py.")
     parser.error = lambda message: sys.exit(f"generate.py: error: {message} (see --help)")
     parser.add_argument("--checkpoint", default=os.path.join("out", "ckpt.pt"),
@@ -52,51 +143,70 @@ def main(argv=None):
                         help="text to continue (default: a newline, as a fresh text starts)")
     parser.add_argument("--max-new-tokens", type=positive(int), default=500,
                         help="characters to write per sample (default: 500)")
-    parser.add_argument("--temperature", type=positive(float), default=1.0,
-                        help="below 1: safer, more repetitive; above 1: wilder (default: 1.0)")
-    parser.add_argument("--top-k", type=positive(int), default=None,
-                        help="sample only from the K most likely next characters (default: all)")
+    parser.add_argument("--temperature", type=float, default=1.0,
+                        help="0: always the likeliest character; below 1: safer; above 1: wilder (default: 1.0)")
+    parser.add_argument("--top-k", type=int, default=None,
+                        help="sample only from the K likeliest next characters (default: all)")
+    parser.add_argument("--top-p", type=float, default=None,
+                        help="sample only from the likeliest characters that together have probability P, "
+                             "0 < P <= 1 (default: all)")
     parser.add_argument("--num-samples", type=positive(int), default=1,
-                        help="how many independent samples to write (default: 1)")
+                        help="how many independent samples to write, computed as one batch (default: 1)")
     parser.add_argument("--seed", type=int, default=None,
                         help="random seed: the same seed writes the same text (default: a new one each run)")
+    parser.add_argument("--interactive", action="store_true",
+                        help="ask for prompts in a loop; an empty line or Ctrl-D ends")
+    parser.add_argument("--out", default=None, help="also write the samples to this file")
+    parser.add_argument("--no-kv-cache", action="store_true",
+                        help="recompute the whole context for every character (the plain path, for comparison)")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default="auto",
                         help="where to run the model (default: auto: CUDA, then MPS, then CPU)")
     args = parser.parse_args(argv)
+    if args.temperature < 0:
+        parser.error(f"argument --temperature: must be 0 or more, got {args.temperature:g}")
+    if args.top_k is not None and args.top_k < 1:
+        parser.error(f"argument --top-k: must be 1 or more, got {args.top_k}")
+    if args.top_p is not None and not 0 < args.top_p <= 1:
+        parser.error(f"argument --top-p: must be in (0, 1], got {args.top_p:g}")
+    return args
 
+
+def main(argv=None):
+    args = parse_args(argv)
     try:
         device = pick_device(args.device)
         fused_attention, _ = pick_attention("auto", device, dropout=0.0)  # sampling never drops out
         checkpoint, model = load_checkpoint(args.checkpoint, device, fused_attention)
         chars = checkpoint["vocab"]
-        if not args.prompt:
-            raise UserError("--prompt is empty; give at least one character (the default is a newline)")
+        if not args.interactive:
+            if not args.prompt:
+                raise UserError("--prompt is empty; give at least one character (the default is a newline)")
+            unknown = unknown_characters(args.prompt, chars)
+            if unknown:
+                raise UserError(f"the prompt has characters this model never saw: {unknown}")
         try:
-            prompt_ids = encode(args.prompt, chars)
-        except KeyError as e:
-            unknown = " ".join(repr(c) for c in e.args[0])
-            raise UserError(f"the prompt has characters this model never saw: {unknown}")
+            out_file = open(args.out, "w", encoding="utf-8") if args.out else None
+        except OSError as e:
+            raise UserError(f"cannot write --out {args.out}: {e.strerror}")
     except UserError as e:
         sys.exit(f"generate.py: error: {e}")
 
     if args.seed is not None:
         torch.manual_seed(args.seed)
-    block_size = checkpoint["model_args"].get("block_size")
     try:
-        for i in range(args.num_samples):
-            if args.num_samples > 1:
-                print(f"--- sample {i + 1} of {args.num_samples} ---")
-            idx = torch.tensor(prompt_ids, dtype=torch.long, device=device)[None, :]  # (1, T)
-            print(args.prompt, end="", flush=True)
-            for idx_next in sample(model, idx, args.max_new_tokens, args.temperature, args.top_k, block_size):
-                print(chars[idx_next.item()], end="", flush=True)
-            print()
+        if args.interactive:
+            interact(model, chars, args, device, out_file)
+        else:
+            write_samples(model, chars, args.prompt, args, device, out_file)
     except KeyboardInterrupt:
         print()
         sys.exit(130)
     except BrokenPipeError:  # e.g. `python generate.py | head`: the reader has left, stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(0)
+    finally:
+        if out_file is not None:
+            out_file.close()
 
 
 if __name__ == "__main__":

@@ -54,9 +54,14 @@ class CausalSelfAttention(nn.Module):
         tril = torch.tril(torch.ones(config.block_size, config.block_size, dtype=torch.bool))
         self.register_buffer("tril", tril, persistent=False)          # (block_size, block_size)
 
-    def forward(self, x):
-        """x (B, T, C) -> (B, T, C): every position, updated with what it gathered from the past."""
+    def forward(self, x, cache=None, layer=0):
+        """x (B, T, C) -> (B, T, C): every position, updated with what it gathered from the past.
+
+        With a KVCache, x holds only the new positions; the keys and values of the earlier ones
+        come from the cache (and this call's are added to it for the next call).
+        """
         B, T, C = x.shape
+        past = cache.length if cache is not None else 0                   # positions before x
         # Each position emits a query ("what am I looking for?"), a key ("what do I contain?")
         # and a value ("what I will tell you if you attend to me").
         q, k, v = self.query_key_value(x).split(C, dim=2)                # 3 x (B, T, C)
@@ -64,6 +69,8 @@ class CausalSelfAttention(nn.Module):
         q = q.view(B, T, self.n_head, self.head_size).transpose(1, 2)    # (B, nh, T, hs)
         k = k.view(B, T, self.n_head, self.head_size).transpose(1, 2)    # (B, nh, T, hs)
         v = v.view(B, T, self.n_head, self.head_size).transpose(1, 2)    # (B, nh, T, hs)
+        if cache is not None:
+            k, v = cache.update(layer, k, v)                              # 2 x (B, nh, past + T, hs)
 
         if self.fused_attention:
             # The same computation as the explicit path below, in one call that never stores the
@@ -72,14 +79,17 @@ class CausalSelfAttention(nn.Module):
             # on the lecture's sizes), so on a CPU the fused path skips it and relies on the
             # residual and feed-forward dropout: 2.7x the plain lecture code instead of 2.2x.
             dropout_p = self.dropout if (self.training and x.is_cuda) else 0.0
-            out = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=True)  # (B, nh, T, hs)
+            mask = None if past == 0 else self.tril[past:past + T, :past + T]  # (T, past + T)
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p,
+                                                 is_causal=past == 0)        # (B, nh, T, hs)
         else:
             # Affinities: how well each query matches each key. Dividing by sqrt(head_size) keeps
             # their variance at ~1 whatever the head size, so the softmax stays soft instead of
             # saturating into a one-hot that would let each position hear only one other.
             wei = q @ k.transpose(-2, -1) / math.sqrt(self.head_size)   # (B, nh, T, hs) @ (B, nh, hs, T) -> (B, nh, T, T)
             # -inf where the mask is 0: after the softmax the future gets exactly zero weight.
-            wei = wei.masked_fill(~self.tril[:T, :T], float("-inf"))     # (B, nh, T, T)
+            # (With a cache, the T new rows of the mask, over past + T columns.)
+            wei = wei.masked_fill(~self.tril[past:past + T, :past + T], float("-inf"))  # (B, nh, T, T)
             wei = F.softmax(wei, dim=-1)                                 # (B, nh, T, T), rows sum to 1
             wei = self.attn_dropout(wei)                                 # (B, nh, T, T)
             out = wei @ v                                                # (B, nh, T, T) @ (B, nh, T, hs) -> (B, nh, T, hs)
@@ -116,13 +126,13 @@ class Block(nn.Module):
         self.ln2 = nn.LayerNorm(config.n_embd)
         self.ffwd = FeedForward(config)
 
-    def forward(self, x):
+    def forward(self, x, cache=None, layer=0):
         """x (B, T, C) -> (B, T, C)."""
         # Residual connections: each sub-layer only *adds* to x, so gradients flow straight from
         # the loss to the first layer along the "+" and deep stacks train from the start.
         # Pre-norm: normalise what goes into each sub-layer, not the stream itself (as GPT-2 does).
-        x = x + self.sa(self.ln1(x))      # (B, T, C)
-        x = x + self.ffwd(self.ln2(x))    # (B, T, C)
+        x = x + self.sa(self.ln1(x), cache, layer)   # (B, T, C)
+        x = x + self.ffwd(self.ln2(x))               # (B, T, C)
         return x
 
 
@@ -136,7 +146,7 @@ class GPT(nn.Module):
         self.token_embedding_table = nn.Embedding(config.vocab_size, config.n_embd)
         # Attention itself is blind to order; a learned vector per position tells it where it is.
         self.position_embedding_table = nn.Embedding(config.block_size, config.n_embd)
-        self.blocks = nn.Sequential(*[Block(config) for _ in range(config.n_layer)])
+        self.blocks = nn.ModuleList([Block(config) for _ in range(config.n_layer)])
         self.ln_f = nn.LayerNorm(config.n_embd)
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size)
 
@@ -153,14 +163,22 @@ class GPT(nn.Module):
     def num_parameters(self):
         return sum(p.numel() for p in self.parameters())
 
-    def forward(self, idx, targets=None):
-        """idx, targets: (B, T) ids with T <= block_size -> logits (B, T, vocab_size), loss (or None)."""
+    def forward(self, idx, targets=None, cache=None):
+        """idx, targets: (B, T) ids -> logits (B, T, vocab_size), loss (or None).
+
+        Positions run from 0, or, with a KVCache, from cache.length: idx then holds only new
+        characters, and the cache supplies (and collects) the keys and values of the others.
+        """
         B, T = idx.shape
-        assert T <= self.block_size, f"sequence of {T} is longer than block_size {self.block_size}"
-        tok_emb = self.token_embedding_table(idx)                                      # (B, T, C)
-        pos_emb = self.position_embedding_table(torch.arange(T, device=idx.device))    # (T, C)
-        x = tok_emb + pos_emb                                                          # (B, T, C)
-        x = self.blocks(x)                                                             # (B, T, C)
+        past = cache.length if cache is not None else 0
+        assert past + T <= self.block_size, f"{past + T} positions, but block_size is {self.block_size}"
+        tok_emb = self.token_embedding_table(idx)                                                 # (B, T, C)
+        pos_emb = self.position_embedding_table(torch.arange(past, past + T, device=idx.device))  # (T, C)
+        x = tok_emb + pos_emb                                                                     # (B, T, C)
+        for layer, block in enumerate(self.blocks):
+            x = block(x, cache, layer)                                                            # (B, T, C)
+        if cache is not None:
+            cache.length += T
         x = self.ln_f(x)                                                               # (B, T, C)
         logits = self.lm_head(x)                                                       # (B, T, vocab_size)
 
@@ -182,6 +200,32 @@ class GPT(nn.Module):
             idx_next = torch.multinomial(probs, num_samples=1)   # (B, 1)
             idx = torch.cat((idx, idx_next), dim=1)              # (B, T + 1)
         return idx
+
+
+class KVCache:
+    """The keys and values of the positions seen so far, for every layer: during generation each
+    new character then costs one position's work, not a pass over the whole context again.
+
+    A position's key and value depend only on it and the positions before it, so they do not
+    change as text is appended after it: computing them once is exact.
+    """
+
+    def __init__(self, config):
+        self.block_size = config.block_size
+        self.keys = [None] * config.n_layer     # per layer: (B, nh, block_size, hs), made on first use
+        self.values = [None] * config.n_layer
+        self.length = 0                         # positions filled so far
+
+    def update(self, layer, k, v):
+        """Store the new positions' k, v (B, nh, T, hs) -> keys, values of all positions (B, nh, length + T, hs)."""
+        B, nh, T, hs = k.shape
+        if self.keys[layer] is None:
+            self.keys[layer] = k.new_empty(B, nh, self.block_size, hs)     # (B, nh, block_size, hs)
+            self.values[layer] = v.new_empty(B, nh, self.block_size, hs)   # (B, nh, block_size, hs)
+        end = self.length + T
+        self.keys[layer][:, :, self.length:end] = k
+        self.values[layer][:, :, self.length:end] = v
+        return self.keys[layer][:, :, :end], self.values[layer][:, :, :end]
 
 
 if __name__ == "__main__":

@@ -49,7 +49,7 @@ PRESETS = {
     # Tuned by experiment for the lowest validation loss in about 10 minutes on 2 CPU cores
     # (README, "Choosing the CPU recipe"). A 10-minute run is far from overfitting, so no dropout.
     "cpu": dict(batch_size=32, block_size=128, n_layer=4, n_head=4, n_embd=256, dropout=0.0,
-                max_iters=3000, eval_interval=250, eval_iters=20, learning_rate=2e-3,
+                max_iters=1500, eval_interval=300, eval_iters=20, learning_rate=2e-3,
                 min_lr=2e-4, warmup_iters=100, weight_decay=0.1, grad_clip=1.0),
 }
 GPT_SIZES = ("block_size", "n_layer", "n_head", "n_embd", "dropout")
@@ -310,14 +310,29 @@ def train(args):
     saved = read_checkpoint(ckpt_path, torch.device("cpu")) if args.resume else None
     fill_in_hyperparameters(args, saved)
     device = pick_device(args.device)
+
+    # Started by torchrun (`torchrun --nproc_per_node N train.py`)? Then this is one of N processes
+    # ("ranks"), each with its own batches; DistributedDataParallel averages their gradients, so
+    # all ranks keep identical weights. Rank 0 alone evaluates, logs and writes checkpoints.
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    if world_size > 1:
+        if device.type == "cuda":
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+            torch.cuda.set_device(device)
+        torch.distributed.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    master = rank == 0
+    say = print if master else (lambda *a, **k: None)
+
     dtype, why = pick_dtype(args.dtype, device)
-    print(f"device: {device}" + (" (auto)" if args.device == "auto" else "") + f", dtype: {str(dtype)[6:]} ({why})")
+    say(f"device: {device}" + (" (auto)" if args.device == "auto" else "") + f", dtype: {str(dtype)[6:]} ({why})"
+        + (f", {world_size} processes" if world_size > 1 else ""))
     fused_attention = True
     if args.model == "gpt":
-        print(f"recipe: {args.preset}: " + ", ".join(f"{k}={getattr(args, k)}" for k in PRESETS[args.preset]))
+        say(f"recipe: {args.preset}: " + ", ".join(f"{k}={getattr(args, k)}" for k in PRESETS[args.preset]))
         fused_attention, why = pick_attention(args.attention, device, args.dropout)
-        print(f"attention: {'fused' if fused_attention else 'explicit'} ({why})")
-    torch.manual_seed(args.seed)
+        say(f"attention: {'fused' if fused_attention else 'explicit'} ({why})")
+    torch.manual_seed(args.seed)  # the same initial weights on every rank
     if device.type == "cpu":
         keep_freed_memory_on_linux()
 
@@ -334,7 +349,7 @@ def train(args):
     model = build_model(model_args, fused_attention).to(device)
     optimizer = configure_optimizer(model, args.learning_rate, args.weight_decay)
     n_params = sum(p.numel() for p in model.parameters())
-    print(f"model: {args.model}, {n_params:,} parameters, vocab_size {len(chars)}")
+    say(f"model: {args.model}, {n_params:,} parameters, vocab_size {len(chars)}")
 
     iter_num, best_val_loss = 0, math.inf
     if saved is not None:
@@ -350,11 +365,18 @@ def train(args):
         if device.type == "cuda" and saved.get("cuda_rng_state") is not None:
             torch.cuda.set_rng_state(saved["cuda_rng_state"].cpu())
         iter_num, best_val_loss = saved["iter_num"], saved["best_val_loss"]
-        print(f"resuming from {ckpt_path} at step {iter_num} (best val loss {best_val_loss:.4f})")
+        say(f"resuming from {ckpt_path} at step {iter_num} (best val loss {best_val_loss:.4f})")
+    if world_size > 1:
+        torch.manual_seed(args.seed + 1000 * rank + iter_num)  # each rank draws its own batches
 
     # torch.compile traces the model into fused kernels: minutes to compile, then faster steps.
-    # We keep `model` itself for state_dict(), so checkpoints never carry compile's key prefixes.
+    # DistributedDataParallel wraps the model to average gradients across ranks. Both wrappers
+    # are only for the training step: we keep `model` itself for evaluation and state_dict(), so
+    # checkpoints never carry their key prefixes ("_orig_mod.", "module.").
     forward = torch.compile(model) if args.compile else model
+    if world_size > 1:
+        # broadcast_buffers=False: our only buffer is the constant causal mask.
+        forward = torch.nn.parallel.DistributedDataParallel(forward, broadcast_buffers=False)
     if dtype == torch.bfloat16:
         autocast = lambda: torch.autocast(device.type, dtype=torch.bfloat16)
     else:
@@ -362,7 +384,7 @@ def train(args):
 
     try:
         os.makedirs(args.out_dir, exist_ok=True)
-        if saved is None:  # a fresh run starts a fresh log; a resumed one appends to it
+        if saved is None and master:  # a fresh run starts a fresh log; a resumed one appends to it
             with open(log_path, "w", newline="") as f:
                 csv.writer(f).writerow(["iter", "train_loss", "val_loss", "elapsed_s"])
     except OSError as e:
@@ -387,13 +409,13 @@ def train(args):
     start = time.time() - (saved.get("elapsed_s", 0.0) if saved else 0.0)  # elapsed counts across resumes
     # disable=None: a live bar in a terminal; none when the output goes to a file or a pipe.
     progress = tqdm(total=args.max_iters, initial=iter_num, desc="training", unit="it", dynamic_ncols=True,
-                    disable=None)
+                    disable=None if master else True)
     evaluate_now = saved is None  # the saved run already evaluated the step it stopped at
     try:
         while True:
             # Every eval_interval steps, and after the last one, measure both splits and log them.
-            if evaluate_now and (iter_num % args.eval_interval == 0 or iter_num == args.max_iters):
-                losses = estimate_loss(forward, splits, args.eval_iters, args.batch_size, args.block_size,
+            if master and evaluate_now and (iter_num % args.eval_interval == 0 or iter_num == args.max_iters):
+                losses = estimate_loss(model, splits, args.eval_iters, args.batch_size, args.block_size,
                                        device, autocast)
                 elapsed = time.time() - start
                 progress.write(f"step {iter_num}: train loss {losses['train']:.4f}, "
@@ -433,14 +455,58 @@ def train(args):
         progress.close()
         signal.signal(signal.SIGINT, previous_handler)
 
+    if world_size > 1:
+        torch.distributed.destroy_process_group()
+        if not master:
+            return best_val_loss
     # The end state is saved too (also on Ctrl-C), so --resume continues from the last step that ran.
     save_checkpoint(ckpt_path, checkpoint())
     if interrupted:
         print(f"interrupted at step {iter_num}; saved {ckpt_path}; continue with: python train.py --resume"
               + (f" --out-dir {args.out_dir}" if args.out_dir != "out" else ""))
         raise KeyboardInterrupt
+    print(plot_log(log_path))
     print(f"best val loss {best_val_loss:.4f}; wrote {ckpt_path} and {log_path} in {time.time() - start:.1f} s")
     return best_val_loss
+
+
+# -----------------------------------------------------------------------------
+# Seeing the run: the loss curves of log.csv, drawn in the terminal
+
+def plot_log(log_path, width=64, height=16):
+    """log.csv -> a text picture of the train (.) and val (o) loss against the step.
+
+    Where the two curves part, with val above train, the model has started to memorise its
+    training text rather than learn what carries over to text it has not seen: overfitting.
+    """
+    with open(log_path, newline="") as f:
+        rows = [(int(r["iter"]), float(r["train_loss"]), float(r["val_loss"])) for r in csv.DictReader(f)]
+    if len(rows) < 2:
+        return f"{log_path}: fewer than two evaluations, nothing to draw yet"
+    steps = [r[0] for r in rows]
+    lowest = min(min(r[1:]) for r in rows)
+    # The first loss (~ln(vocab_size)) would squash everything after it; from three evaluations
+    # on, the picture starts at the second one and the first is clipped to the top row.
+    highest = max(max(r[1:]) for r in (rows[1:] if len(rows) >= 3 else rows))
+    grid = [[" "] * width for _ in range(height)]
+
+    def row_of(loss):
+        return max(0, round((highest - loss) / max(highest - lowest, 1e-9) * (height - 1)))
+
+    for col in range(width):
+        step = steps[0] + (steps[-1] - steps[0]) * col / (width - 1)
+        for series, mark in ((1, "."), (2, "o")):
+            value = float(np.interp(step, steps, [r[series] for r in rows]))  # between evaluations: a straight line
+            cell = grid[row_of(value)]
+            cell[col] = "#" if cell[col] not in (" ", mark) else mark
+    lines = []
+    for i, cells in enumerate(grid):
+        label = f"{highest - (highest - lowest) * i / (height - 1):6.3f}" if i % 3 == 0 or i == height - 1 else ""
+        lines.append(f"{label:>6} |" + "".join(cells))
+    lines.append("       +" + "-" * width)
+    lines.append(f"        step {steps[0]}" + f"step {steps[-1]}".rjust(width - 5 - len(str(steps[0]))))
+    lines.append(f"        . train loss   o val loss   # both    (best val {min(r[2] for r in rows):.4f})")
+    return "\n".join(lines)
 
 
 # -----------------------------------------------------------------------------
@@ -514,6 +580,8 @@ def parse_args(argv=None):
     parser.add_argument("--resume", action="store_true",
                         help="continue the run saved in <out-dir>/ckpt.pt: weights, optimizer, step, "
                              "random state and hyperparameters (flags given now override them)")
+    parser.add_argument("--plot", metavar="DIR",
+                        help="draw the loss curves of DIR/log.csv (a finished or running run) and exit")
     parser.add_argument("--seed", type=int, help="random seed (default: 1337)")
     parser.add_argument("--data-dir", help="where prepare.py wrote its files (default: data)")
     parser.add_argument("--out-dir", default="out", help="where ckpt.pt and log.csv go (default: out)")
@@ -536,7 +604,7 @@ def fill_in_hyperparameters(args, saved=None):
             if name in given:
                 raise UserError(f"--{name.replace('_', '-')} is for --model gpt; the bigram has no such setting")
         args.preset = "bigram"
-    elif args.preset is None:
+    elif args.preset in (None, "bigram"):  # "bigram": resuming a bigram run with --model gpt
         args.preset = "lecture" if pick_device(args.device).type == "cuda" else "cpu"
     for name, value in PRESETS[args.preset].items():
         if getattr(args, name) is None:
@@ -552,6 +620,13 @@ def fill_in_hyperparameters(args, saved=None):
 def main(argv=None):
     args = parse_args(argv)
     try:
+        if args.plot:
+            log_path = os.path.join(args.plot, "log.csv")
+            try:
+                print(plot_log(log_path))
+            except (OSError, ValueError, KeyError) as e:
+                raise UserError(f"cannot draw {log_path}: {first_sentence(e)}")
+            return
         train(args)
     except UserError as e:
         sys.exit(f"train.py: error: {e}")

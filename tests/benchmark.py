@@ -4,6 +4,8 @@ Benchmarks behind the README's figures. Not a test (pytest does not collect it);
     python tests/benchmark.py speed                # lecture config: 8 training steps, ours vs the plain lecture code
     python tests/benchmark.py speed --config cpu   # the same at the CPU recipe's sizes
     python tests/benchmark.py quality              # python train.py as a user runs it: best val loss and time
+    python tests/benchmark.py generate             # sampling speed with and without the KV cache
+    python tests/benchmark.py prepare              # prepare.py on a 1 GB text: MB/s, peak memory
 
 speed: each variant runs as its own process (python start-up, imports, model build and all),
 R rounds interleaved so that a noisy machine hurts every variant alike; we report medians of the
@@ -117,6 +119,68 @@ def quality(args):
           f"best val loss within {args.minutes:g} minutes of training: {min(within) if within else float('nan'):.4f}")
 
 
+def prepare_speed(args):
+    """prepare.py on a large text (tiny Shakespeare repeated to --size-mb): MB/s and peak memory."""
+    import resource
+    source = Path(args.text)
+    with tempfile.TemporaryDirectory() as folder:
+        big = Path(folder) / "big.txt"
+        chunk = source.read_bytes()
+        with open(big, "wb") as f:
+            for _ in range(max(1, round(args.size_mb * 1e6 / len(chunk)))):
+                f.write(chunk)
+        size_mb = big.stat().st_size / 1e6
+        command = [sys.executable, str(ROOT / "prepare.py"), "--input", str(big), "--data-dir", str(Path(folder) / "data")]
+        start = time.perf_counter()
+        result = subprocess.run(command, capture_output=True, text=True)
+        elapsed = time.perf_counter() - start
+        peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # Linux reports KiB
+        if result.returncode != 0:
+            sys.exit(result.stderr)
+    print(result.stdout)
+    print(f"| text | whole process | throughput | peak resident memory |")
+    print(f"|---|---|---|---|")
+    print(f"| {size_mb:,.0f} MB | {elapsed:.1f} s | {size_mb / elapsed:,.0f} MB/s | {peak_mb:,.0f} MB |")
+
+
+def generation(args):
+    """Characters per second with and without the KV cache, and the time to the first character."""
+    sys.path.insert(0, str(ROOT))
+    import torch
+    import generate
+    import train
+    device = torch.device("cpu")
+    fused_attention, _ = train.pick_attention("auto", device, dropout=0.0)
+    checkpoint, model = train.load_checkpoint(args.checkpoint, device, fused_attention)
+    block_size = checkpoint["model_args"].get("block_size")
+    print(f"{args.checkpoint}: {checkpoint['model_args']}, {args.tokens} new characters from a newline, "
+          f"{args.rounds} rounds, {torch.get_num_threads()} threads")
+    results = {True: [], False: []}
+    for _ in range(args.rounds):
+        for kv_cache in (True, False):
+            idx = torch.zeros((1, 1), dtype=torch.long)
+            torch.manual_seed(0)
+            stamps, start = [], time.perf_counter()
+            for _ in generate.sample(model, idx, args.tokens, kv_cache=kv_cache):
+                stamps.append(time.perf_counter() - start)
+            results[kv_cache].append(stamps)
+
+    def median_rate(kv_cache, first, last):
+        """characters per second between character `first` and character `last` (1-based), median over rounds"""
+        return statistics.median((last - first) / (s[last - 1] - s[first - 1]) for s in results[kv_cache])
+
+    window = min(block_size, args.tokens)
+    print("\n| path | first character (ms) | chars/s, first block_size | chars/s, all |")
+    print("|---|---|---|---|")
+    for kv_cache in (False, True):
+        first_ms = statistics.median(s[0] for s in results[kv_cache]) * 1000
+        print(f"| {'KV cache' if kv_cache else 'no cache (lecture)'} | {first_ms:.1f} | "
+              f"{median_rate(kv_cache, 1, window):,.0f} | {median_rate(kv_cache, 1, args.tokens):,.0f} |")
+    print(f"\nspeed-up from the cache over the first {window} characters: "
+          f"{median_rate(True, 1, window) / median_rate(False, 1, window):.2f}x; over all {args.tokens}: "
+          f"{median_rate(True, 1, args.tokens) / median_rate(False, 1, args.tokens):.2f}x")
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -129,6 +193,14 @@ if __name__ == "__main__":
     q = sub.add_parser("quality", help="run train.py and report the validation loss it reaches")
     q.add_argument("--minutes", type=float, default=10.0, help="also report the best val loss within this time")
     q.add_argument("train_args", nargs="*", help="flags for train.py after --, e.g. -- --preset cpu")
+    g = sub.add_parser("generate", help="characters per second with and without the KV cache")
+    g.add_argument("--checkpoint", default=str(ROOT / "out" / "ckpt.pt"))
+    g.add_argument("--tokens", type=int, default=1000, help="new characters per sample (default: 1000)")
+    g.add_argument("--rounds", type=int, default=3)
+    r = sub.add_parser("prepare", help="prepare.py on a large text: MB/s and peak memory")
+    r.add_argument("--size-mb", type=float, default=1000, help="size of the text to build (default: 1000)")
+    r.add_argument("--text", default=str(ROOT.parent / "shared" / "data" / "tinyshakespeare" / "input.txt"),
+                   help="text to repeat up to --size-mb (default: tiny Shakespeare in ../shared)")
     s = sub.add_parser("_steps")  # one timed process of `speed`
     s.add_argument("--impl", choices=["plain", "ours"])
     s.add_argument("--config", choices=sorted(CONFIGS))
@@ -140,5 +212,9 @@ if __name__ == "__main__":
         speed(args)
     elif args.command == "quality":
         quality(args)
+    elif args.command == "generate":
+        generation(args)
+    elif args.command == "prepare":
+        prepare_speed(args)
     else:
         run_steps(args.impl, args.config, args.iters, args.attention, args.dtype)

@@ -64,10 +64,27 @@ def bigram_checkpoint(tmp_path_factory):
     return folder / "out" / "ckpt.pt"
 
 
-def run_script(script, *args, cwd, timeout=300):
+@pytest.fixture(scope="session")
+def gpt_checkpoint(tmp_path_factory):
+    """A tiny GPT (block_size 16) trained for 150 steps on the small text, in float32: out/ckpt.pt."""
+    import prepare
+    import train
+    folder = tmp_path_factory.mktemp("gpt")
+    text = folder / "play.txt"
+    text.write_text(make_text(), encoding="utf-8")
+    prepare.prepare(str(text), str(folder / "data"), 0.1)
+    train.train(train.parse_args([
+        "--n-layer", "2", "--n-head", "2", "--n-embd", "32", "--block-size", "16", "--batch-size", "16",
+        "--max-iters", "150", "--eval-interval", "50", "--eval-iters", "5", "--learning-rate", "3e-3",
+        "--device", "cpu", "--dtype", "float32",
+        "--data-dir", str(folder / "data"), "--out-dir", str(folder / "out")]))
+    return folder / "out" / "ckpt.pt"
+
+
+def run_script(script, *args, cwd, timeout=300, stdin=None):
     """Run one of the project's scripts as a user would, from `cwd`; returns the CompletedProcess."""
     return subprocess.run([sys.executable, str(ROOT / script), *map(str, args)], cwd=cwd,
-                          capture_output=True, text=True, timeout=timeout)
+                          capture_output=True, text=True, timeout=timeout, input=stdin)
 
 
 def assert_one_line_error(result, *fragments):

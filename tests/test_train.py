@@ -201,3 +201,37 @@ def test_resume_against_another_vocabulary_is_one_line(prepared, bigram_checkpoi
     prepare.prepare(str(other), str(prepared / "data"), 0.1)
     result = run_script("train.py", "--resume", "--data-dir", "data", cwd=prepared)
     assert_one_line_error(result, "another vocabulary")
+
+
+def test_plot_draws_both_curves_from_the_log(prepared):
+    (prepared / "run").mkdir()
+    (prepared / "run" / "log.csv").write_text(
+        "iter,train_loss,val_loss,elapsed_s\n0,4.2,4.2,0\n100,2.0,2.1,1\n200,1.5,1.8,2\n300,1.2,1.9,3\n")
+    result = run_script("train.py", "--plot", "run", cwd=prepared)
+    assert result.returncode == 0, result.stderr
+    chart = result.stdout.splitlines()
+    assert len(chart) == 16 + 3 and "best val 1.8000" in chart[-1]
+    assert any("." in line.split("|")[1] for line in chart[:16]) and any("o" in line for line in chart[:16])
+    # Overfitting shows: at the right edge val (o) sits above train (.)
+    right = [line.split("|")[1][-1] for line in chart[:16]]
+    assert right.index("o") < right.index(".")
+
+
+def test_plot_of_a_missing_run_is_one_line(tmp_path):
+    assert_one_line_error(run_script("train.py", "--plot", "nowhere", cwd=tmp_path), "cannot draw")
+
+
+def test_two_processes_train_with_ddp_and_rank_0s_checkpoint_samples(prepared):
+    import subprocess
+    import sys
+    from conftest import ROOT
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+               str(ROOT / "train.py"), *TINY_GPT, "--max-iters", "30", "--eval-interval", "10"]
+    result = subprocess.run(command, cwd=prepared, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "2 processes" in result.stdout and result.stdout.count("best val loss") == 1  # rank 0 alone reports
+    checkpoint = torch.load(prepared / "out" / "ckpt.pt", weights_only=True)
+    assert checkpoint["iter_num"] == 30
+    assert not any(k.startswith(("module.", "_orig_mod.")) for k in checkpoint["model"])
+    sample = run_script("generate.py", "--seed", "0", "--max-new-tokens", "50", cwd=prepared)
+    assert sample.returncode == 0 and len(sample.stdout) == 1 + 50 + 1, sample.stderr
