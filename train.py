@@ -177,15 +177,16 @@ def pick_dtype(name, device):
 def pick_attention(name, device, dropout):
     """'auto' -> (fused: bool, reason). Both compute the same attention; which one is faster depends.
 
-    On a GPU the fused kernel wins everywhere. On a CPU, PyTorch's fused kernel is slower than the
-    explicit matrix multiplies at our sizes (380 vs 317 ms per step for the CPU recipe, measured),
-    except with dropout, where the fused path's skipping of attention-weight dropout (see gpt.py)
-    makes it the faster one (5.1 vs 6.2 s per step at the lecture's sizes).
+    On a GPU: the fused kernel (flash attention; our GPU timings are still to be taken). On a CPU,
+    PyTorch's fused kernel was slower than the explicit matrix multiplies at our sizes (380 vs
+    317 ms per step for the CPU recipe, measured), except with dropout, where the fused path's
+    skipping of attention-weight dropout (see gpt.py) makes it the faster one (4.9-5.1 vs
+    5.6-6.2 s per step at the lecture's sizes, two benchmark runs).
     """
     if name != "auto":
         return name == "fused", "asked for"
     if device.type != "cpu":
-        return True, "auto: fastest off the CPU"
+        return True, "auto: the fused kernel off the CPU"
     if dropout > 0:
         return True, "auto: on a CPU with dropout, fused is faster"
     return False, "auto: on a CPU without dropout, explicit is faster"
@@ -483,15 +484,17 @@ def plot_log(log_path, width=64, height=16):
         rows = [(int(r["iter"]), float(r["train_loss"]), float(r["val_loss"])) for r in csv.DictReader(f)]
     if len(rows) < 2:
         return f"{log_path}: fewer than two evaluations, nothing to draw yet"
+    best = min(r[2] for r in rows)
+    # The first loss (~ln(vocab_size)) would squash everything after it: from three evaluations
+    # on, the picture starts at the second one.
+    if len(rows) >= 3:
+        rows = rows[1:]
     steps = [r[0] for r in rows]
-    lowest = min(min(r[1:]) for r in rows)
-    # The first loss (~ln(vocab_size)) would squash everything after it; from three evaluations
-    # on, the picture starts at the second one and the first is clipped to the top row.
-    highest = max(max(r[1:]) for r in (rows[1:] if len(rows) >= 3 else rows))
+    lowest, highest = min(min(r[1:]) for r in rows), max(max(r[1:]) for r in rows)
     grid = [[" "] * width for _ in range(height)]
 
     def row_of(loss):
-        return max(0, round((highest - loss) / max(highest - lowest, 1e-9) * (height - 1)))
+        return round((highest - loss) / max(highest - lowest, 1e-9) * (height - 1))
 
     for col in range(width):
         step = steps[0] + (steps[-1] - steps[0]) * col / (width - 1)
@@ -505,35 +508,22 @@ def plot_log(log_path, width=64, height=16):
         lines.append(f"{label:>6} |" + "".join(cells))
     lines.append("       +" + "-" * width)
     lines.append(f"        step {steps[0]}" + f"step {steps[-1]}".rjust(width - 5 - len(str(steps[0]))))
-    lines.append(f"        . train loss   o val loss   # both    (best val {min(r[2] for r in rows):.4f})")
+    lines.append(f"        . train loss   o val loss   # both    (best val {best:.4f})")
     return "\n".join(lines)
 
 
 # -----------------------------------------------------------------------------
 # Command line
 
-def positive(kind):
-    """An argparse type that accepts only numbers > 0 of the given kind."""
+def number(kind, zero_allowed=False):
+    """An argparse type: a number of the given kind that is > 0 (or >= 0 with zero_allowed)."""
     def parse(text):
         try:
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected a {kind.__name__}, got {text!r}")
-        if not value > 0:
-            raise argparse.ArgumentTypeError(f"must be greater than 0, got {text}")
-        return value
-    return parse
-
-
-def non_negative(kind):
-    """An argparse type that accepts only numbers >= 0 of the given kind."""
-    def parse(text):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a {kind.__name__}, got {text!r}")
-        if not value >= 0:
-            raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+        if value < 0 or (value == 0 and not zero_allowed):
+            raise argparse.ArgumentTypeError(f"must be {'0 or more' if zero_allowed else 'greater than 0'}, got {text}")
         return value
     return parse
 
@@ -550,23 +540,23 @@ def parse_args(argv=None):
                         help="GPT recipe: lecture = the lecture's 10.7M model, 5000 steps; cpu = tuned "
                              "for ~10 minutes on 2 CPU cores (default: lecture on CUDA, cpu elsewhere)")
     hp = parser.add_argument_group("hyperparameters (defaults come from the recipe)")
-    hp.add_argument("--batch-size", type=positive(int), help="independent sequences per step (B)")
-    hp.add_argument("--block-size", type=positive(int), help="context length in characters (T)")
-    hp.add_argument("--n-layer", type=positive(int), help="Transformer blocks")
-    hp.add_argument("--n-head", type=positive(int), help="attention heads per block (must divide --n-embd)")
-    hp.add_argument("--n-embd", type=positive(int), help="channels per position (C)")
-    hp.add_argument("--dropout", type=non_negative(float), help="dropout probability while training, 0 to <1")
-    hp.add_argument("--max-iters", type=positive(int), help="number of training steps")
-    hp.add_argument("--eval-interval", type=positive(int),
+    hp.add_argument("--batch-size", type=number(int), help="independent sequences per step (B)")
+    hp.add_argument("--block-size", type=number(int), help="context length in characters (T)")
+    hp.add_argument("--n-layer", type=number(int), help="Transformer blocks")
+    hp.add_argument("--n-head", type=number(int), help="attention heads per block (must divide --n-embd)")
+    hp.add_argument("--n-embd", type=number(int), help="channels per position (C)")
+    hp.add_argument("--dropout", type=number(float, zero_allowed=True), help="dropout probability while training, 0 to <1")
+    hp.add_argument("--max-iters", type=number(int), help="number of training steps")
+    hp.add_argument("--eval-interval", type=number(int),
                     help="evaluate (and checkpoint if val improved) every this many steps")
-    hp.add_argument("--eval-iters", type=positive(int), help="batches averaged per split for each evaluation")
-    hp.add_argument("--learning-rate", type=positive(float), help="peak AdamW learning rate")
-    hp.add_argument("--min-lr", type=non_negative(float), help="learning rate at the end of the cosine decay")
-    hp.add_argument("--warmup-iters", type=non_negative(int), help="steps of linear learning-rate warmup")
-    hp.add_argument("--lr-decay-iters", type=positive(int),
+    hp.add_argument("--eval-iters", type=number(int), help="batches averaged per split for each evaluation")
+    hp.add_argument("--learning-rate", type=number(float), help="peak AdamW learning rate")
+    hp.add_argument("--min-lr", type=number(float, zero_allowed=True), help="learning rate at the end of the cosine decay")
+    hp.add_argument("--warmup-iters", type=number(int, zero_allowed=True), help="steps of linear learning-rate warmup")
+    hp.add_argument("--lr-decay-iters", type=number(int),
                     help="step at which the cosine decay reaches --min-lr (default: --max-iters)")
-    hp.add_argument("--weight-decay", type=non_negative(float), help="AdamW weight decay on matrices")
-    hp.add_argument("--grad-clip", type=non_negative(float), help="clip the gradient norm to this (0: off)")
+    hp.add_argument("--weight-decay", type=number(float, zero_allowed=True), help="AdamW weight decay on matrices")
+    hp.add_argument("--grad-clip", type=number(float, zero_allowed=True), help="clip the gradient norm to this (0: off)")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"],
                         help="where to train; auto picks CUDA, then MPS, then CPU (default: auto)")
     parser.add_argument("--dtype", choices=["auto", "float32", "bfloat16"],

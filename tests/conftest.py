@@ -49,36 +49,32 @@ def prepared(tmp_path, text_file):
     return tmp_path
 
 
-@pytest.fixture(scope="session")
-def bigram_checkpoint(tmp_path_factory):
-    """A bigram trained for a few hundred steps on the small text: out/ckpt.pt under a session folder."""
+def train_on_small_text(folder, flags):
+    """Prepare the small text in folder/data, train with `flags` into folder/out -> folder/out/ckpt.pt."""
     import prepare
     import train
-    folder = tmp_path_factory.mktemp("bigram")
     text = folder / "play.txt"
     text.write_text(make_text(), encoding="utf-8")
     prepare.prepare(str(text), str(folder / "data"), 0.1)
-    train.train(train.parse_args([
-        "--model", "bigram", "--max-iters", "300", "--eval-interval", "100", "--eval-iters", "10",
-        "--device", "cpu", "--data-dir", str(folder / "data"), "--out-dir", str(folder / "out")]))
+    train.train(train.parse_args(flags + ["--device", "cpu", "--data-dir", str(folder / "data"),
+                                          "--out-dir", str(folder / "out")]))
     return folder / "out" / "ckpt.pt"
+
+
+@pytest.fixture(scope="session")
+def bigram_checkpoint(tmp_path_factory):
+    """A bigram trained for 300 steps on the small text."""
+    return train_on_small_text(tmp_path_factory.mktemp("bigram"), [
+        "--model", "bigram", "--max-iters", "300", "--eval-interval", "100", "--eval-iters", "10"])
 
 
 @pytest.fixture(scope="session")
 def gpt_checkpoint(tmp_path_factory):
-    """A tiny GPT (block_size 16) trained for 150 steps on the small text, in float32: out/ckpt.pt."""
-    import prepare
-    import train
-    folder = tmp_path_factory.mktemp("gpt")
-    text = folder / "play.txt"
-    text.write_text(make_text(), encoding="utf-8")
-    prepare.prepare(str(text), str(folder / "data"), 0.1)
-    train.train(train.parse_args([
+    """A tiny GPT (block_size 16) trained for 150 steps on the small text, in float32."""
+    return train_on_small_text(tmp_path_factory.mktemp("gpt"), [
         "--n-layer", "2", "--n-head", "2", "--n-embd", "32", "--block-size", "16", "--batch-size", "16",
         "--max-iters", "150", "--eval-interval", "50", "--eval-iters", "5", "--learning-rate", "3e-3",
-        "--device", "cpu", "--dtype", "float32",
-        "--data-dir", str(folder / "data"), "--out-dir", str(folder / "out")]))
-    return folder / "out" / "ckpt.pt"
+        "--dtype", "float32"])
 
 
 def run_script(script, *args, cwd, timeout=300, stdin=None):
