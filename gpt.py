@@ -172,7 +172,7 @@ class GPT(nn.Module):
         characters, and the cache supplies (and collects) the keys and values of the others.
         """
         B, T = idx.shape
-        past = cache.length if cache is not None else 0
+        past = cache.length if cache is not None else 0                                          # positions before idx
         assert past + T <= self.block_size, f"{past + T} positions, but block_size is {self.block_size}"
         tok_emb = self.token_embedding_table(idx)                                                 # (B, T, C)
         pos_emb = self.position_embedding_table(torch.arange(past, past + T, device=idx.device))  # (T, C)
@@ -181,8 +181,8 @@ class GPT(nn.Module):
             x = block(x, cache, layer)                                                            # (B, T, C)
         if cache is not None:
             cache.length += T
-        x = self.ln_f(x)                                                               # (B, T, C)
-        logits = self.lm_head(x)                                                       # (B, T, vocab_size)
+        x = self.ln_f(x)                                                                          # (B, T, C)
+        logits = self.lm_head(x)                                                                  # (B, T, vocab_size)
 
         if targets is None:
             return logits, None

@@ -116,7 +116,7 @@ def quality(args):
     best = min(float(r[2]) for r in rows)
     within = [float(r[2]) for r in rows if float(r[3]) <= args.minutes * 60]
     print(f"whole process {elapsed:.0f} s; best val loss {best:.4f}; "
-          f"best val loss within {args.minutes:g} minutes of training: {min(within) if within else float('nan'):.4f}")
+          f"best val loss within {args.minutes:g} minute(s) of training: {min(within) if within else float('nan'):.4f}")
 
 
 def prepare_speed(args):
