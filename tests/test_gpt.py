@@ -72,3 +72,40 @@ def test_generate_crops_the_context_to_block_size():
     model = small_gpt(block_size=8)
     out = model.generate(torch.zeros((2, 1), dtype=torch.long), max_new_tokens=30)
     assert out.shape == (2, 31)  # 31 > block_size: without cropping the position table would overflow
+
+
+def test_our_dropout_follows_nn_dropouts_rule():
+    """gpt.Dropout draws its mask differently from nn.Dropout; everything else must be the same."""
+    from gpt import Dropout
+    p = 0.2
+    ours, theirs = Dropout(p), torch.nn.Dropout(p)
+    x = torch.randn(1000, 1001, requires_grad=True)   # an odd number of elements: the last draw is cut
+    y = ours(x)
+    kept = y != 0
+    # The share dropped is p: 1M draws put 4 standard deviations at 0.0016.
+    assert abs(1 - kept.float().mean().item() - p) < 0.0016
+    # Where both keep an activation they give exactly the same number, x / (1 - p).
+    y_theirs = theirs(x)
+    both = kept & (y_theirs != 0)
+    assert torch.equal(y[both], y_theirs[both])
+    # The gradient flows through kept activations only, scaled the same way.
+    y.sum().backward()
+    assert torch.equal(x.grad, kept.float() * (1 / (1 - p)))
+    # Nothing happens in eval mode, or with p = 0; each call in training draws a new mask.
+    assert ours.eval()(x) is x and Dropout(0.0)(x) is x
+    ours.train()
+    assert not torch.equal(ours(x) != 0, kept)
+    # bfloat16 (what autocast hands it) keeps its dtype and its kept values.
+    xb = x.detach().bfloat16()
+    yb = ours(xb)
+    assert yb.dtype == torch.bfloat16 and torch.equal(yb[yb != 0], (xb * (1 / (1 - p)))[yb != 0])
+
+
+def test_dropout_masks_follow_the_seed():
+    """Resumed runs must be exact, so the mask comes from PyTorch's seeded generator."""
+    from gpt import Dropout
+    x = torch.ones(64, 64)
+    torch.manual_seed(5)
+    first = Dropout(0.5)(x)
+    torch.manual_seed(5)
+    assert torch.equal(Dropout(0.5)(x), first)
