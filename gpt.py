@@ -91,7 +91,7 @@ class CausalSelfAttention(nn.Module):
             # their variance at ~1 whatever the head size, so the softmax stays soft instead of
             # saturating into a one-hot that would let each position hear only one other.
             # (We scale q before the product rather than the (T, T) result after it: the same
-            # numbers from T / hs times fewer multiplications, 4x at the lecture's sizes.)
+            # numbers up to rounding, from T / hs times fewer multiplications, 4x at the lecture's.)
             wei = (q / math.sqrt(self.head_size)) @ k.transpose(-2, -1)  # (B, nh, T, hs) @ (B, nh, hs, T) -> (B, nh, T, T)
             # -inf where the mask is 0: after the softmax the future gets exactly zero weight.
             # (With a cache, the T new rows of the mask, over past + T columns.) In place, "_":

@@ -47,7 +47,7 @@ PRESETS = {
                     max_iters=5000, eval_interval=500, eval_iters=200, learning_rate=1e-3,
                     min_lr=1e-4, warmup_iters=100, weight_decay=0.1, grad_clip=1.0),
     # Tuned by experiment for the lowest validation loss in about 10 minutes on 2 CPU cores
-    # (README, "Choosing the CPU recipe"). A 10-minute run is far from overfitting, so no dropout.
+    # (README, "Choosing the CPU recipe"). No dropout: 0.1 measured worse, and slower, in 10 minutes.
     "cpu": dict(batch_size=48, block_size=128, n_layer=4, n_head=4, n_embd=256, dropout=0.0,
                 max_iters=1100, eval_interval=300, eval_iters=20, learning_rate=2e-3,
                 min_lr=2e-4, warmup_iters=100, weight_decay=0.1, grad_clip=1.0),
@@ -178,10 +178,10 @@ def pick_attention(name, device):
     """'auto' -> (fused: bool, reason). Both compute the same attention; which one is faster depends.
 
     On a GPU: the fused kernel (flash attention). On a CPU the explicit matrix multiplies were
-    faster at both our recipes' sizes, measured: 317 vs 380 ms per step for the CPU recipe; at
-    the lecture's sizes, with dropout, 4.4 vs 4.5 s per step (tests/benchmark.py speed, 3 rounds),
-    and that while doing more work: dropout on the attention weights too, which the fused path
-    skips on a CPU (see gpt.py).
+    faster for the CPU recipe, 317 vs 380 ms per step, and as fast at the lecture's sizes with
+    dropout: 41.4 vs 42.2 s for 8 steps as whole processes, 4.47 vs 4.41 s per step, medians of
+    3 rounds of tests/benchmark.py speed. That while doing more work: dropout on the attention
+    weights too, which the fused path skips on a CPU (see gpt.py).
     """
     if name != "auto":
         return name == "fused", "asked for"
