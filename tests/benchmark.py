@@ -147,10 +147,11 @@ def generation(args):
     """Characters per second with and without the KV cache, and the time to the first character.
 
     Two measurements. (1) The target: the speed-up over the first block_size characters, where the
-    cache works. That window takes well under a second, so a burst of load from a neighbour on a
-    shared machine can swing one measurement by 2x: we time --window-rounds pairs of windows,
-    cached and uncached back to back, and report the median of the per-pair ratios. (2) --tokens
-    characters with each path, --rounds times, for the rates past the window and the first character.
+    cache works. That window takes well under a second, and a burst of load from a neighbour on a
+    shared machine swung one timed window by 2x. So we time --window-rounds rounds of a window with
+    and a window without the cache, and take each character's time as the median over the rounds.
+    (2) --tokens characters with each path, --rounds times, for the rates past the window and the
+    first character.
     """
     sys.path.insert(0, str(ROOT))
     import torch
@@ -170,17 +171,29 @@ def generation(args):
             stamps.append(time.perf_counter() - start)
         return stamps
 
+    # The window: --window-rounds rounds, each a window with the cache then one without, so that a
+    # burst of load from a neighbour hits both paths alike; per position, the median over the rounds.
+    # (Taking turns character by character would be fairer still to the clock, but unfair to the
+    # cache: the uncached pass over a long window pushes the weights out of the core's own cache.)
     window = min(block_size, args.tokens)
-    pairs = []
+    steps = {True: [], False: []}   # per round: seconds for each of characters 2..window
     for _ in range(args.window_rounds):
-        cached, uncached = (time_characters(kv_cache, window) for kv_cache in (True, False))
-        # characters 2..window: the first one is the same single-position pass on both paths
-        pairs.append(((window - 1) / (cached[-1] - cached[0]), (window - 1) / (uncached[-1] - uncached[0])))
-    ratios = [c / u for c, u in pairs]
-    print(f"\nfirst {window} characters, {args.window_rounds} pairs of runs: "
-          f"KV cache {statistics.median(c for c, _ in pairs):,.0f} chars/s, "
-          f"no cache {statistics.median(u for _, u in pairs):,.0f} chars/s; speed-up: median "
-          f"{statistics.median(ratios):.2f}x (lowest {min(ratios):.2f}x, highest {max(ratios):.2f}x)")
+        for kv_cache in (True, False):
+            idx = torch.zeros((1, 1), dtype=torch.long)
+            torch.manual_seed(0)
+            times, start = [], time.perf_counter()
+            for _ in generate.sample(model, idx, window, kv_cache=kv_cache):
+                times.append(time.perf_counter() - start)
+                start = time.perf_counter()
+            # the first character is the same single-position pass on both paths
+            steps[kv_cache].append(times[1:])
+    seconds = {kv_cache: sum(statistics.median(at_position) for at_position in zip(*rounds))
+               for kv_cache, rounds in steps.items()}
+    ratios = [sum(uncached) / sum(cached) for cached, uncached in zip(steps[True], steps[False])]
+    print(f"\nfirst {window} characters, median of {args.window_rounds} rounds per character: "
+          f"KV cache {(window - 1) / seconds[True]:,.0f} chars/s, no cache {(window - 1) / seconds[False]:,.0f} "
+          f"chars/s; speed-up {seconds[False] / seconds[True]:.2f}x (single rounds: lowest {min(ratios):.2f}x, "
+          f"highest {max(ratios):.2f}x)")
 
     results = {True: [], False: []}
     for _ in range(args.rounds):
@@ -212,7 +225,7 @@ if __name__ == "__main__":
     g.add_argument("--tokens", type=int, default=1000, help="new characters per sample (default: 1000)")
     g.add_argument("--rounds", type=int, default=3, help="runs of --tokens characters per path (default: 3)")
     g.add_argument("--window-rounds", type=int, default=20,
-                   help="pairs of block_size-character runs for the speed-up (default: 20)")
+                   help="rounds of block_size characters per path for the speed-up (default: 20)")
     r = sub.add_parser("prepare", help="prepare.py on a large text: MB/s and peak memory")
     r.add_argument("--size-mb", type=float, default=1000, help="size of the text to build (default: 1000)")
     r.add_argument("--text", default=str(ROOT.parent / "shared" / "data" / "tinyshakespeare" / "input.txt"),
