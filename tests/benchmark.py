@@ -179,14 +179,9 @@ def generation(args):
     steps = {True: [], False: []}   # per round: seconds for each of characters 2..window
     for _ in range(args.window_rounds):
         for kv_cache in (True, False):
-            idx = torch.zeros((1, 1), dtype=torch.long)
-            torch.manual_seed(0)
-            times, start = [], time.perf_counter()
-            for _ in generate.sample(model, idx, window, kv_cache=kv_cache):
-                times.append(time.perf_counter() - start)
-                start = time.perf_counter()
-            # the first character is the same single-position pass on both paths
-            steps[kv_cache].append(times[1:])
+            stamps = time_characters(kv_cache, window)
+            # from the second character on: the first is the same single-position pass on both paths
+            steps[kv_cache].append([later - earlier for earlier, later in zip(stamps, stamps[1:])])
     seconds = {kv_cache: sum(statistics.median(at_position) for at_position in zip(*rounds))
                for kv_cache, rounds in steps.items()}
     ratios = [sum(uncached) / sum(cached) for cached, uncached in zip(steps[True], steps[False])]
