@@ -173,8 +173,9 @@ def generation(args):
 
     # The window: --window-rounds rounds, each a window with the cache then one without, so that a
     # burst of load from a neighbour hits both paths alike; per position, the median over the rounds.
-    # (Taking turns character by character would be fairer still to the clock, but unfair to the
-    # cache: the uncached pass over a long window pushes the weights out of the core's own cache.)
+    # (Taking turns character by character would be fairer still to the clock, but a user runs one
+    # path at a time; that way the cached characters measured slower, likely because the uncached
+    # pass over a long window pushes the weights out of the core's own cache in between.)
     window = min(block_size, args.tokens)
     steps = {True: [], False: []}   # per round: seconds for each of characters 2..window
     for _ in range(args.window_rounds):
