@@ -143,9 +143,9 @@ def parse_args(argv=None):
                         help="text to continue (default: a newline, as a fresh text starts)")
     parser.add_argument("--max-new-tokens", type=number(int), default=500,
                         help="characters to write per sample (default: 500)")
-    parser.add_argument("--temperature", type=float, default=1.0,
+    parser.add_argument("--temperature", type=number(float, zero_allowed=True), default=1.0,
                         help="0: always the likeliest character; below 1: safer; above 1: wilder (default: 1.0)")
-    parser.add_argument("--top-k", type=int, default=None,
+    parser.add_argument("--top-k", type=number(int), default=None,
                         help="sample only from the K likeliest next characters (default: all)")
     parser.add_argument("--top-p", type=float, default=None,
                         help="sample only from the likeliest characters that together have probability P, "
@@ -162,10 +162,6 @@ def parse_args(argv=None):
     parser.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default="auto",
                         help="where to run the model (default: auto: CUDA, then MPS, then CPU)")
     args = parser.parse_args(argv)
-    if args.temperature < 0:
-        parser.error(f"argument --temperature: must be 0 or more, got {args.temperature:g}")
-    if args.top_k is not None and args.top_k < 1:
-        parser.error(f"argument --top-k: must be 1 or more, got {args.top_k}")
     if args.top_p is not None and not 0 < args.top_p <= 1:
         parser.error(f"argument --top-p: must be in (0, 1], got {args.top_p:g}")
     return args

@@ -515,12 +515,14 @@ def plot_log(log_path, width=64, height=16):
 # Command line
 
 def number(kind, zero_allowed=False):
-    """An argparse type: a number of the given kind that is > 0 (or >= 0 with zero_allowed)."""
+    """An argparse type: a finite number of the given kind that is > 0 (or >= 0 with zero_allowed)."""
     def parse(text):
         try:
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected a {kind.__name__}, got {text!r}")
+        if not math.isfinite(value):  # float("nan") and float("inf") parse, but no setting means them
+            raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
         if value < 0 or (value == 0 and not zero_allowed):
             raise argparse.ArgumentTypeError(f"must be {'0 or more' if zero_allowed else 'greater than 0'}, got {text}")
         return value

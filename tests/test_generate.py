@@ -184,6 +184,13 @@ def test_interactive_continues_each_line_and_survives_bad_input(gpt_checkpoint, 
     assert result.returncode == 0, result.stderr
 
 
+def test_numbers_that_are_not_finite_are_one_line(gpt_checkpoint, tmp_path):
+    # float("nan") parses, and a NaN temperature used to reach torch.multinomial as a traceback.
+    for flag, value in [("--temperature", "nan"), ("--temperature", "inf"), ("--top-p", "nan")]:
+        result = run_script("generate.py", "--checkpoint", gpt_checkpoint, flag, value, cwd=tmp_path)
+        assert_one_line_error(result, flag)
+
+
 def test_bad_sampling_controls_are_one_line(gpt_checkpoint, tmp_path):
     for flag, value in [("--temperature", "-0.5"), ("--top-p", "0"), ("--top-p", "1.5"), ("--top-k", "0"),
                         ("--num-samples", "0")]:

@@ -70,6 +70,11 @@ def test_zero_or_negative_sizes_are_one_line(prepared):
         assert_one_line_error(run_script("train.py", "--model", "bigram", flag, value, cwd=prepared), flag)
 
 
+def test_numbers_that_are_not_finite_are_one_line(prepared):
+    for flag, value in [("--learning-rate", "nan"), ("--dropout", "nan"), ("--min-lr", "inf")]:
+        assert_one_line_error(run_script("train.py", flag, value, cwd=prepared), flag)
+
+
 def test_unwritable_out_dir_is_one_line(prepared):
     (prepared / "a_file").write_text("not a folder")
     result = run_script("train.py", "--model", "bigram", "--out-dir", prepared / "a_file" / "out", cwd=prepared)
