@@ -7,10 +7,13 @@ that is self-attention. Stack that with a small per-position network, wrap both 
 connections and layer norms, and repeat: that is the whole model, read here from top to bottom.
 
     python gpt.py                 # builds the lecture's model and prints its size
-    python train.py               # trains it (see train.py for the recipes)
+    python train.py               # trains it (the recipes, with every size, are in train.py)
 
 Shapes in comments: B = batch, T = time (positions, at most block_size), C = channels (n_embd),
 nh = n_head, hs = head_size = C / nh.
+
+The model ends at GPT. Below the marked divider at the end of the file: a faster dropout for
+CPUs and the KV cache that speeds up sampling; neither changes what the model computes.
 """
 
 import math
@@ -23,18 +26,26 @@ from torch.nn import functional as F
 
 @dataclass
 class GPTConfig:
-    """The sizes of the model. The defaults are the lecture's 10.7M-parameter model."""
-    vocab_size: int = 65          # distinct characters
-    block_size: int = 256         # the longest context the model sees
-    n_layer: int = 6              # Transformer blocks
-    n_head: int = 6               # attention heads per block
-    n_embd: int = 384             # channels per position
-    dropout: float = 0.2          # probability of zeroing an activation while training
-    fused_attention: bool = True  # one fused PyTorch call for attention; False: the explicit math
+    """The sizes of one model. No defaults: every size comes from a recipe (train.py's PRESETS)
+    or from a checkpoint, so there is one place to change them."""
+    vocab_size: int                # distinct characters
+    block_size: int                # the longest context the model sees
+    n_layer: int                   # Transformer blocks
+    n_head: int                    # attention heads per block
+    n_embd: int                    # channels per position
+    dropout: float                 # probability of zeroing an activation while training
+    fused_attention: bool = False  # False: the explicit math below; True: one fused PyTorch call
 
 
 class CausalSelfAttention(nn.Module):
-    """Multi-head masked self-attention: n_head heads side by side, computed as one batch."""
+    """Multi-head masked self-attention: n_head heads side by side, computed as one batch.
+
+    The lecture gives each head its own module with three Linear(n_embd, head_size) layers for
+    its key, query and value, runs the heads one after another and concatenates their outputs.
+    Here one Linear(n_embd, 3 * n_embd) computes every head's query, key and value at once, and
+    the heads become a batch dimension: the same numbers (tests/test_gpt.py checks it against a
+    one-module-per-head model), in a few large matrix multiplies instead of many small ones.
+    """
 
     def __init__(self, config):
         super().__init__()
@@ -43,11 +54,11 @@ class CausalSelfAttention(nn.Module):
         self.head_size = config.n_embd // config.n_head
         self.dropout = config.dropout
         self.fused_attention = config.fused_attention
-        # The lecture's key, query and value projections of every head, in one matrix.
+        # Every head's query, key and value projections, in one matrix.
         self.query_key_value = nn.Linear(config.n_embd, 3 * config.n_embd, bias=False)
         # After the heads have gathered information, mix it back into the residual stream.
         self.proj = nn.Linear(config.n_embd, config.n_embd)
-        # Dropout (defined at the end of this file): nn.Dropout, with a faster random mask on a CPU.
+        # nn.Dropout's rule, with a faster random mask on a CPU (the class is below the divider).
         self.attn_dropout = Dropout(config.dropout)
         self.resid_dropout = Dropout(config.dropout)
         # Lower-triangular ones: position t may look at positions 0..t, never at the future it
@@ -58,11 +69,11 @@ class CausalSelfAttention(nn.Module):
     def forward(self, x, cache=None, layer=0):
         """x (B, T, C) -> (B, T, C): every position, updated with what it gathered from the past.
 
-        With a KVCache, x holds only the new positions; the keys and values of the earlier ones
-        come from the cache (and this call's are added to it for the next call).
+        Tk below is the number of positions attended to: T, except while sampling with a KVCache,
+        where x holds only the newest positions and the cache adds the keys and values of the
+        earlier ones in front (Tk = earlier + T).
         """
         B, T, C = x.shape
-        past = cache.length if cache is not None else 0                   # positions before x
         # Each position emits a query ("what am I looking for?"), a key ("what do I contain?")
         # and a value ("what I will tell you if you attend to me").
         q, k, v = self.query_key_value(x).split(C, dim=2)                # 3 x (B, T, C)
@@ -71,35 +82,38 @@ class CausalSelfAttention(nn.Module):
         k = k.view(B, T, self.n_head, self.head_size).transpose(1, 2)    # (B, nh, T, hs)
         v = v.view(B, T, self.n_head, self.head_size).transpose(1, 2)    # (B, nh, T, hs)
         if cache is not None:
-            k, v = cache.update(layer, k, v)                              # 2 x (B, nh, past + T, hs)
+            k, v = cache.update(layer, k, v)                              # 2 x (B, nh, Tk, hs)
+        Tk = k.size(2)
 
-        if self.fused_attention:
-            # The same computation as the explicit path below, in one call that never stores the
-            # (T, T) weights: on a GPU, flash attention. Dropout on the attention weights comes
-            # free inside the GPU kernel, but on a CPU it sends PyTorch to its slow unfused path
-            # (attention 4x slower, measured on the lecture's sizes), so on a CPU this path skips
-            # it and relies on the residual and feed-forward dropout. (On a CPU, train.py picks
-            # the explicit path anyway: it measured faster, attention-weight dropout included.)
-            dropout_p = self.dropout if (self.training and x.is_cuda) else 0.0
-            # With a cache: one new position may see every key (no mask); several need the T new
-            # rows of the causal mask.
-            mask = None if past == 0 or T == 1 else self.tril[past:past + T, :past + T]  # (T, past + T)
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p,
-                                                 is_causal=past == 0 and T > 1)  # (B, nh, T, hs)
-        else:
+        if not self.fused_attention:
             # Affinities: how well each query matches each key. Dividing by sqrt(head_size) keeps
             # their variance at ~1 whatever the head size, so the softmax stays soft instead of
             # saturating into a one-hot that would let each position hear only one other.
-            # (We scale q before the product rather than the (T, T) result after it: the same
-            # numbers up to rounding, from T / hs times fewer multiplications, 4x at the lecture's.)
-            wei = (q / math.sqrt(self.head_size)) @ k.transpose(-2, -1)  # (B, nh, T, hs) @ (B, nh, hs, T) -> (B, nh, T, T)
+            # (We scale q before the product rather than the (T, Tk) result after it: the same
+            # numbers up to rounding, from Tk / hs times fewer multiplications.)
+            wei = (q / math.sqrt(self.head_size)) @ k.transpose(-2, -1)  # (B, nh, T, hs) @ (B, nh, hs, Tk) -> (B, nh, T, Tk)
             # -inf where the mask is 0: after the softmax the future gets exactly zero weight.
-            # (With a cache, the T new rows of the mask, over past + T columns.) In place, "_":
-            # wei is the biggest tensor here, and is fresh, so no copy is needed.
-            wei.masked_fill_(~self.tril[past:past + T, :past + T], float("-inf"))  # (B, nh, T, T)
-            wei = F.softmax(wei, dim=-1)                                 # (B, nh, T, T), rows sum to 1
-            wei = self.attn_dropout(wei)                                 # (B, nh, T, T)
-            out = wei @ v                                                # (B, nh, T, T) @ (B, nh, T, hs) -> (B, nh, T, hs)
+            # Our T queries are the last T of the Tk positions, so they take those rows of the
+            # mask (without a cache, tril[:T, :T]). In place, "_": wei is fresh, no copy needed.
+            wei.masked_fill_(~self.tril[Tk - T:Tk, :Tk], float("-inf"))  # (B, nh, T, Tk)
+            wei = F.softmax(wei, dim=-1)                                 # (B, nh, T, Tk), rows sum to 1
+            # Dropout on the weights: a random share of the links between positions is cut.
+            wei = self.attn_dropout(wei)                                 # (B, nh, T, Tk)
+            out = wei @ v                                                # (B, nh, T, Tk) @ (B, nh, Tk, hs) -> (B, nh, T, hs)
+        else:
+            # The same attention in one PyTorch call, which scales, masks, takes the softmax,
+            # applies dropout to the weights and sums the values inside, without ever storing
+            # the (T, Tk) weights (on a GPU: flash attention). Without a cache, is_causal is the
+            # mask above; with a cache, one new position sees every key (no mask), and several
+            # new positions need their rows of the mask, as above.
+            mask = None if Tk == T or T == 1 else self.tril[Tk - T:Tk, :Tk]  # (T, Tk)
+            # On a CPU, dropout sends PyTorch's kernel to its slow unfused path (attention 4x
+            # slower at the lecture's sizes, measured), so there this path leaves the attention
+            # weights whole and relies on the residual and feed-forward dropout; train.py picks
+            # the explicit path on a CPU anyway. On CUDA and MPS the kernel applies it.
+            dropout_p = self.dropout if self.training and x.device.type != "cpu" else 0.0
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p,
+                                                 is_causal=Tk == T)      # (B, nh, T, hs)
 
         out = out.transpose(1, 2).contiguous().view(B, T, C)             # (B, T, C): heads side by side again
         return self.resid_dropout(self.proj(out))                        # (B, T, C)
@@ -114,7 +128,7 @@ class FeedForward(nn.Module):
         self.net = nn.Sequential(
             nn.Linear(config.n_embd, 4 * config.n_embd),   # (B, T, C) -> (B, T, 4C)
             nn.ReLU(),
-            nn.Linear(4 * config.n_embd, config.n_embd),   # (B, T, 4C) -> (B, T, C)
+            nn.Linear(4 * config.n_embd, config.n_embd),   # (B, T, 4C) -> (B, T, C): back into the stream
             Dropout(config.dropout),
         )
 
@@ -137,7 +151,11 @@ class Block(nn.Module):
         """x (B, T, C) -> (B, T, C)."""
         # Residual connections: each sub-layer only *adds* to x, so gradients flow straight from
         # the loss to the first layer along the "+" and deep stacks train from the start.
-        # Pre-norm: normalise what goes into each sub-layer, not the stream itself (as GPT-2 does).
+        # Pre-norm: each sub-layer reads a normalised copy of x, and x itself is never normalised
+        # on its way through. The original Transformer normalised after each "+" (post-norm),
+        # which puts a layer norm on that straight path in every block; deep post-norm stacks
+        # then need a long, careful warmup to train at all, while pre-norm trains stably without
+        # one (Xiong et al., 2020). GPT-2 and its successors use pre-norm for that reason.
         x = x + self.sa(self.ln1(x), cache, layer)   # (B, T, C)
         x = x + self.ffwd(self.ln2(x))               # (B, T, C)
         return x
@@ -158,14 +176,16 @@ class GPT(nn.Module):
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size)
 
         # Small random weights (std 0.02, as GPT-2): the first logits are nearly equal, so the
-        # first loss is about ln(vocab_size). The projections that add into the residual stream
-        # are scaled down by sqrt(2 * n_layer) so the stream's variance does not grow with depth.
-        for name, p in self.named_parameters():
-            if name.endswith("bias"):
-                nn.init.zeros_(p)
-            elif p.dim() >= 2:
-                std = 0.02 / math.sqrt(2 * config.n_layer) if name.endswith(("proj.weight", "net.2.weight")) else 0.02
-                nn.init.normal_(p, mean=0.0, std=std)
+        # first loss is about ln(vocab_size). The two projections of each block that add into
+        # the residual stream start smaller still, by 1 / sqrt(2 * n_layer): 2 * n_layer of them
+        # add up along the stream, and its variance should not grow with depth.
+        residual_projections = [layer for block in self.blocks for layer in (block.sa.proj, block.ffwd.net[2])]
+        for module in self.modules():
+            if isinstance(module, (nn.Linear, nn.Embedding)):
+                std = 0.02 / math.sqrt(2 * config.n_layer) if module in residual_projections else 0.02
+                nn.init.normal_(module.weight, mean=0.0, std=std)
+            if isinstance(module, nn.Linear) and module.bias is not None:
+                nn.init.zeros_(module.bias)
 
     def num_parameters(self):
         return sum(p.numel() for p in self.parameters())
@@ -173,14 +193,14 @@ class GPT(nn.Module):
     def forward(self, idx, targets=None, cache=None):
         """idx, targets: (B, T) ids -> logits (B, T, vocab_size), loss (or None).
 
-        Positions run from 0, or, with a KVCache, from cache.length: idx then holds only new
-        characters, and the cache supplies (and collects) the keys and values of the others.
+        With a KVCache (sampling), idx holds only the newest characters: their positions start
+        after the cache.length characters whose keys and values the cache already holds.
         """
         B, T = idx.shape
-        past = cache.length if cache is not None else 0                                          # positions before idx
-        assert past + T <= self.block_size, f"{past + T} positions, but block_size is {self.block_size}"
+        start = cache.length if cache is not None else 0                                          # position of idx[:, 0]
+        assert start + T <= self.block_size, f"{start + T} positions, but block_size is {self.block_size}"
         tok_emb = self.token_embedding_table(idx)                                                 # (B, T, C)
-        pos_emb = self.position_embedding_table(torch.arange(past, past + T, device=idx.device))  # (T, C)
+        pos_emb = self.position_embedding_table(torch.arange(start, start + T, device=idx.device))  # (T, C)
         x = tok_emb + pos_emb                                                                     # (B, T, C)
         for layer, block in enumerate(self.blocks):
             x = block(x, cache, layer)                                                            # (B, T, C)
@@ -208,6 +228,11 @@ class GPT(nn.Module):
             idx = torch.cat((idx, idx_next), dim=1)              # (B, T + 1)
         return idx
 
+
+# =================================================================================================
+# The model is complete above. What follows makes it faster without changing what it computes:
+# dropout with a cheaper random mask on a CPU, and the KV cache that generate.py samples with.
+# =================================================================================================
 
 class Dropout(nn.Module):
     """While training, zero each activation with probability p and scale the others by 1 / (1 - p),
@@ -260,7 +285,7 @@ class KVCache:
         self.block_size = config.block_size
         self.keys = [None] * config.n_layer     # per layer: (B, nh, block_size, hs), made on first use
         self.values = [None] * config.n_layer
-        self.length = 0                         # positions filled so far
+        self.length = 0                         # positions filled so far (GPT.forward advances it)
 
     def update(self, layer, k, v):
         """Store the new positions' k, v (B, nh, T, hs) -> keys, values of all positions (B, nh, length + T, hs)."""
@@ -275,7 +300,8 @@ class KVCache:
 
 
 if __name__ == "__main__":
-    model = GPT(GPTConfig())
+    # The lecture's model: the sizes of train.py's "lecture" recipe, and tiny Shakespeare's 65 characters.
+    model = GPT(GPTConfig(vocab_size=65, block_size=256, n_layer=6, n_head=6, n_embd=384, dropout=0.2))
     print(model)
     print(f"{model.num_parameters():,} parameters")
     idx = torch.zeros((1, 8), dtype=torch.long)                  # (B, T) = (1, 8)

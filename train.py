@@ -4,15 +4,19 @@ Step 3 of the lesson: train a model on the prepared text and watch the loss fall
     python prepare.py                   # once: builds data/train.bin, val.bin, vocab.json
     python train.py                     # the GPT, with the recipe that suits this machine
     python train.py --model bigram      # the bigram baseline (seconds)
-    python train.py --preset lecture    # the lecture's 10.7M-parameter GPT (wants a GPU)
-    python train.py --resume            # continue the run saved in out/ckpt.pt
-    python generate.py                  # samples from out/ckpt.pt
+    python train.py --preset lecture    # the lecture's GPT, 10,788,929 parameters (wants a GPU)
+    python train.py --resume            # continue the run saved in out/last.pt
+    python generate.py                  # samples from out/ckpt.pt, the best weights of the run
 
 The loop is the lecture's: draw a random batch of text chunks, predict every next character,
 measure the cross-entropy loss, backpropagate, take an AdamW step; every eval_interval steps
-estimate the train and validation loss, log them, and save a checkpoint when validation improves.
-On top of the lecture: a learning-rate warmup and cosine decay, gradient clipping, weight decay
-on matrices only, bfloat16 where the hardware is fast at it, and runs that can be resumed.
+estimate the train and validation loss, log them, and keep the weights that scored best on
+validation. On top of the lecture: a learning-rate warmup and cosine decay, gradient clipping,
+weight decay on matrices only, bfloat16 where the hardware is fast at it, and runs that resume.
+
+Read from here to the divider "The lesson ends here": the recipes, batches, the loss estimate,
+the optimiser and its schedule, and the training loop. Below it is the machinery the loop leans
+on (devices, number formats, checkpoints, Ctrl-C, the loss plot, the command line).
 """
 
 import argparse
@@ -35,8 +39,9 @@ from bigram import BigramLanguageModel
 from gpt import GPT, GPTConfig
 from prepare import UserError
 
-# Recipes: plain dicts of hyperparameters. `python train.py` trains the GPT with "lecture" on a
-# GPU and "cpu" everywhere else; any flag given on the command line overrides the recipe.
+# Recipes: plain dicts of hyperparameters, and the one place where the models' sizes are set.
+# `python train.py` trains the GPT with "lecture" on a GPU and "cpu" everywhere else; any flag
+# given on the command line overrides the recipe.
 PRESETS = {
     # The lecture's bigram.py: a constant learning rate is all a lookup table needs.
     "bigram": dict(batch_size=32, block_size=8, max_iters=3000, eval_interval=300, eval_iters=200,
@@ -47,7 +52,7 @@ PRESETS = {
                     max_iters=5000, eval_interval=500, eval_iters=200, learning_rate=1e-3,
                     min_lr=1e-4, warmup_iters=100, weight_decay=0.1, grad_clip=1.0),
     # Tuned by experiment for the lowest validation loss in about 10 minutes on 2 CPU cores
-    # (README, "Choosing the CPU recipe"). No dropout: 0.1 measured worse, and slower, in 10 minutes.
+    # (README, "What to expect"). No dropout: 0.1 measured worse, and slower, in 10 minutes.
     "cpu": dict(batch_size=48, block_size=128, n_layer=4, n_head=4, n_embd=256, dropout=0.0,
                 max_iters=1100, eval_interval=300, eval_iters=20, learning_rate=2e-3,
                 min_lr=2e-4, warmup_iters=100, weight_decay=0.1, grad_clip=1.0),
@@ -56,25 +61,7 @@ GPT_SIZES = ("block_size", "n_layer", "n_head", "n_embd", "dropout")
 
 
 # -----------------------------------------------------------------------------
-# Data: the prepared splits, and random batches cut from them
-
-def load_splits(data_dir):
-    """Open data/train.bin and val.bin as read-only memory maps -> (train, val, chars)."""
-    vocab_path = os.path.join(data_dir, "vocab.json")
-    if not os.path.exists(vocab_path):
-        raise UserError(f"{data_dir}/ is not prepared (no vocab.json); run: python prepare.py")
-    try:
-        with open(vocab_path, encoding="utf-8") as f:
-            info = json.load(f)
-        chars, dtype = "".join(info["chars"]), np.dtype(info["dtype"])
-        # A memory map reads only the pages a batch touches, so start-up costs the same for
-        # 1 MB of text as for 10 GB.
-        train_data = np.memmap(os.path.join(data_dir, "train.bin"), dtype=dtype, mode="r")
-        val_data = np.memmap(os.path.join(data_dir, "val.bin"), dtype=dtype, mode="r")
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise UserError(f"{data_dir}/ is incomplete or damaged ({e}); run: python prepare.py")
-    return train_data, val_data, chars
-
+# Data: random batches cut from the prepared text
 
 def get_batch(data, batch_size, block_size, device, generator=None):
     """batch_size random chunks of data -> inputs x (B, T) and targets y (B, T), y = x shifted by one.
@@ -117,12 +104,115 @@ def estimate_loss(model, splits, eval_iters, batch_size, block_size, device, aut
 
 
 # -----------------------------------------------------------------------------
-# Models, devices and number formats
+# Optimisation: AdamW, its learning-rate schedule
+
+def configure_optimizer(model, learning_rate, weight_decay):
+    """AdamW with weight decay on the matrices (and embeddings) only.
+
+    Weight decay pulls weights towards zero, a pressure to use small, spread-out weights. Biases
+    and layer-norm gains are single numbers per channel whose size is their whole job: leave them.
+    beta2 = 0.99 instead of 0.999: in a few thousand steps the second-moment estimate should
+    forget its noisy start sooner.
+    """
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=learning_rate, betas=(0.9, 0.99))
+
+
+def get_lr(iter_num, learning_rate, min_lr, warmup_iters, lr_decay_iters):
+    """Linear warmup for warmup_iters steps, then cosine decay to min_lr at lr_decay_iters.
+
+    Warmup: AdamW's first steps are taken with poor estimates of the gradient's scale, so they
+    start small. Decay: late in training, smaller steps settle into a minimum instead of
+    bouncing around it; the last few hundred steps of a cosine are worth a lot of loss.
+    """
+    if iter_num < warmup_iters:
+        return learning_rate * (iter_num + 1) / warmup_iters
+    if iter_num >= lr_decay_iters:
+        return min_lr
+    progress = (iter_num - warmup_iters) / max(1, lr_decay_iters - warmup_iters)   # 0 -> 1
+    return min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (learning_rate - min_lr)
+
+
+# -----------------------------------------------------------------------------
+# The training loop
+
+def train(args):
+    """Train as args say (settings left as None come from the recipe) -> the best validation loss."""
+    # Device, data, model, optimiser, files, and a resumed run's state: see class Run below.
+    run = Run(args)
+    model, optimizer, iter_num, best_val_loss = run.model, run.optimizer, run.iter_num, run.best_val_loss
+    with stop_after_ctrl_c() as stop, run.progress_bar() as progress:
+        while True:
+            # Every eval_interval steps, and after the last one: measure both splits, log them,
+            # and keep the weights with the best validation loss so far in ckpt.pt.
+            if (iter_num % args.eval_interval == 0 or iter_num == args.max_iters) and run.evaluates(iter_num):
+                losses = estimate_loss(model, run.splits, args.eval_iters, args.batch_size, args.block_size,
+                                       run.device, run.autocast)
+                progress.write(f"step {iter_num}: train loss {losses['train']:.4f}, "
+                               f"val loss {losses['val']:.4f} ({run.elapsed():.1f} s)")
+                improved = losses["val"] < best_val_loss
+                best_val_loss = min(best_val_loss, losses["val"])
+                run.record(iter_num, losses, best_val_loss, improved)   # log.csv; ckpt.pt if improved; last.pt
+            if iter_num >= args.max_iters or stop.requested:
+                break
+
+            # One step of gradient descent on one random batch.
+            lr = get_lr(iter_num, args.learning_rate, args.min_lr, args.warmup_iters, args.lr_decay_iters)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            x, y = get_batch(run.train_data, args.batch_size, args.block_size, run.device)
+            with run.autocast():
+                logits, loss = run.forward(x, y)   # the model (compiled, or spread over GPUs, if asked)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if args.grad_clip > 0:
+                # One unlucky batch can produce a huge gradient; cap its length so it cannot
+                # throw the weights far from where the previous steps brought them.
+                torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
+            optimizer.step()
+            loss_value = loss.item()
+            if not math.isfinite(loss_value):
+                raise UserError(f"the loss became {loss_value} at step {iter_num}; stopped. {run.ckpt_path} keeps "
+                                f"the best weights and {run.last_path} the last good state; try a lower --learning-rate")
+            iter_num += 1
+            progress.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.1e}", refresh=False)
+            progress.update()
+    run.finish(iter_num, best_val_loss, interrupted=stop.requested)
+    return best_val_loss
+
+
+# =================================================================================================
+# The lesson ends here: the model, the data, the loss, the optimiser and the loop are all above.
+# Below is the machinery the loop leans on: reading the prepared files, choosing a device, a number
+# format and an attention path, setting up (and resuming) a run, checkpoints, Ctrl-C, the loss
+# plot and the command line.
+# =================================================================================================
+
+def load_splits(data_dir):
+    """Open data/train.bin and val.bin as read-only memory maps -> (train, val, chars)."""
+    vocab_path = os.path.join(data_dir, "vocab.json")
+    if not os.path.exists(vocab_path):
+        raise UserError(f"{data_dir}/ is not prepared (no vocab.json); run: python prepare.py")
+    try:
+        with open(vocab_path, encoding="utf-8") as f:
+            info = json.load(f)
+        chars, dtype = "".join(info["chars"]), np.dtype(info["dtype"])
+        # A memory map reads only the pages a batch touches, so start-up costs the same for
+        # 1 MB of text as for 10 GB.
+        train_data = np.memmap(os.path.join(data_dir, "train.bin"), dtype=dtype, mode="r")
+        val_data = np.memmap(os.path.join(data_dir, "val.bin"), dtype=dtype, mode="r")
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise UserError(f"{data_dir}/ is incomplete or damaged ({e}); run: python prepare.py")
+    return train_data, val_data, chars
+
 
 def build_model(model_args, fused_attention=True):
     """A fresh model from a plain dict such as {"model": "bigram", "vocab_size": 65}.
 
-    fused_attention picks how the GPT computes attention; both ways give the same numbers.
+    fused_attention picks how the GPT computes attention: the same function of the weights
+    (equal logits in eval mode); in training only the random dropout masks differ.
     """
     kind = model_args.get("model")
     sizes = {k: v for k, v in model_args.items() if k != "model"}
@@ -153,8 +243,11 @@ def pick_dtype(name, device):
     """'auto' -> (torch dtype, reason): bfloat16 where the hardware multiplies it natively, else float32.
 
     bfloat16 keeps float32's range with fewer digits: plenty for a matrix multiply, and half the
-    memory traffic. Under autocast only the matrix multiplies run in it; the weights, the layer
-    norms, the softmax and the loss stay float32.
+    memory traffic. Under autocast the matrix multiplies (the Linear layers and attention's two
+    products) run in bfloat16; the weights, the residual stream, the layer norms (which read that
+    float32 stream) and the loss stay float32. What takes a multiply's output directly runs in
+    bfloat16 on a CPU: the attention softmax and the ReLU (checked with torch 2.13; CUDA's
+    autocast computes the softmax in float32).
     """
     if name != "auto":
         if name == "bfloat16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
@@ -208,35 +301,165 @@ def keep_freed_memory_on_linux():
 
 
 # -----------------------------------------------------------------------------
-# Optimisation: AdamW, its learning-rate schedule
+# One run: its set-up, its files, its end
 
-def configure_optimizer(model, learning_rate, weight_decay):
-    """AdamW with weight decay on the matrices (and embeddings) only.
+class Run:
+    """Everything train() needs that is not the lesson: the device and number format, the data,
+    the model and optimiser (restored from out/last.pt with --resume), the processes started by
+    torchrun, and the run's three files in --out-dir:
 
-    Weight decay pulls weights towards zero, a pressure to use small, spread-out weights. Biases
-    and layer-norm gains are single numbers per channel whose size is their whole job: leave them.
-    beta2 = 0.99 instead of 0.999: in a few thousand steps the second-moment estimate should
-    forget its noisy start sooner.
+        ckpt.pt   the weights of the best evaluation so far: what generate.py samples
+        last.pt   the state at the last evaluation or the end (weights, optimiser, step, random
+                  state, settings): what --resume continues from
+        log.csv   every evaluation's train and val loss
     """
-    decay = [p for p in model.parameters() if p.dim() >= 2]
-    no_decay = [p for p in model.parameters() if p.dim() < 2]
-    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=learning_rate, betas=(0.9, 0.99))
 
+    def __init__(self, args):
+        self.args = args
+        self.ckpt_path = os.path.join(args.out_dir, "ckpt.pt")
+        self.last_path = os.path.join(args.out_dir, "last.pt")
+        self.log_path = os.path.join(args.out_dir, "log.csv")
+        saved = read_checkpoint(self.last_path, torch.device("cpu"), for_resume=True) if args.resume else None
+        fill_in_hyperparameters(args, saved)
+        device = pick_device(args.device)
 
-def get_lr(iter_num, learning_rate, min_lr, warmup_iters, lr_decay_iters):
-    """Linear warmup for warmup_iters steps, then cosine decay to min_lr at lr_decay_iters.
+        # Started by torchrun (`torchrun --nproc_per_node N train.py`)? Then this is one of N processes
+        # ("ranks"), each with its own batches; DistributedDataParallel averages their gradients, so
+        # all ranks keep identical weights. Rank 0 alone evaluates, logs and writes checkpoints.
+        self.world_size = int(os.environ.get("WORLD_SIZE", "1"))
+        rank = int(os.environ.get("RANK", "0"))
+        if self.world_size > 1:
+            if device.type == "cuda":
+                device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+                torch.cuda.set_device(device)
+            torch.distributed.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+        self.device, self.master = device, rank == 0
+        self.say = print if self.master else (lambda *a, **k: None)
 
-    Warmup: AdamW's first steps are taken with poor estimates of the gradient's scale, so they
-    start small. Decay: late in training, smaller steps settle into a minimum instead of
-    bouncing around it; the last few hundred steps of a cosine are worth a lot of loss.
-    """
-    if iter_num < warmup_iters:
-        return learning_rate * (iter_num + 1) / warmup_iters
-    if iter_num >= lr_decay_iters:
-        return min_lr
-    progress = (iter_num - warmup_iters) / max(1, lr_decay_iters - warmup_iters)   # 0 -> 1
-    return min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (learning_rate - min_lr)
+        dtype, why = pick_dtype(args.dtype, device)
+        self.say(f"device: {device}" + (" (auto)" if args.device == "auto" else "") + f", dtype: {str(dtype)[6:]} "
+                 f"({why})" + (f", {self.world_size} processes" if self.world_size > 1 else ""))
+        fused_attention = True
+        if args.model == "gpt":
+            self.say(f"recipe: {args.preset}: " + ", ".join(f"{k}={getattr(args, k)}" for k in PRESETS[args.preset]))
+            fused_attention, why = pick_attention(args.attention, device)
+            self.say(f"attention: {'fused' if fused_attention else 'explicit'} ({why})")
+        torch.manual_seed(args.seed)  # the same initial weights on every rank
+        if device.type == "cpu":
+            keep_freed_memory_on_linux()
+
+        self.train_data, val_data, self.chars = load_splits(args.data_dir)
+        self.splits = {"train": self.train_data, "val": val_data}
+        for name, data in self.splits.items():
+            if len(data) <= args.block_size:
+                raise UserError(f"--block-size {args.block_size} needs more than {args.block_size} "
+                                f"characters of {name} data, but {args.data_dir}/{name}.bin has {len(data)}")
+
+        self.model_args = {"model": args.model, "vocab_size": len(self.chars)}
+        if args.model == "gpt":
+            self.model_args.update({k: getattr(args, k) for k in GPT_SIZES})
+        self.model = build_model(self.model_args, fused_attention).to(device)
+        self.optimizer = configure_optimizer(self.model, args.learning_rate, args.weight_decay)
+        n_params = sum(p.numel() for p in self.model.parameters())
+        self.say(f"model: {args.model}, {n_params:,} parameters, vocab_size {len(self.chars)}")
+
+        self.iter_num, self.best_val_loss, self.best_iter_num, self.resumed_at = 0, math.inf, None, None
+        if saved is not None:
+            self.restore(saved)
+        if self.world_size > 1:
+            torch.manual_seed(args.seed + 1000 * rank + self.iter_num)  # each rank draws its own batches
+        self.start = time.time() - (saved["elapsed_s"] if saved else 0.0)  # elapsed time counts across resumes
+
+        # torch.compile traces the model into fused kernels: it takes a while to compile (41 s here)
+        # and pays off on GPUs; on our 2-core CPU its steps were slower (413 vs 317 ms), so it is opt-in.
+        # DistributedDataParallel wraps the model to average gradients across ranks. Both wrappers
+        # are only for the training step: we keep `model` itself for evaluation and state_dict(), so
+        # checkpoints never carry their key prefixes ("_orig_mod.", "module.").
+        self.forward = torch.compile(self.model) if args.compile else self.model
+        if self.world_size > 1:
+            # broadcast_buffers=False: our only buffer is the constant causal mask.
+            self.forward = torch.nn.parallel.DistributedDataParallel(self.forward, broadcast_buffers=False)
+        if dtype == torch.bfloat16:
+            self.autocast = lambda: torch.autocast(device.type, dtype=torch.bfloat16)
+        else:
+            self.autocast = contextlib.nullcontext
+
+        try:
+            os.makedirs(args.out_dir, exist_ok=True)
+            if saved is None and self.master:  # a fresh run starts a fresh log; a resumed one appends to it
+                with open(self.log_path, "w", newline="") as f:
+                    csv.writer(f).writerow(["iter", "train_loss", "val_loss", "elapsed_s"])
+        except OSError as e:
+            raise UserError(f"cannot write to --out-dir {args.out_dir}: {e.strerror}")
+
+    def restore(self, saved):
+        """Load a last.pt written by this project into the fresh model and optimiser, and take up its step."""
+        if saved["vocab"] != self.chars:
+            raise UserError(f"{self.last_path} was trained on another vocabulary than {self.args.data_dir}/ "
+                            f"(prepared from another text?); prepare its text again or train afresh")
+        if saved["model_args"] != self.model_args:
+            raise UserError(f"{self.last_path} holds a different model ({saved['model_args']}); "
+                            f"resume without size flags, or train afresh in another --out-dir")
+        self.model.load_state_dict(saved["model"])
+        self.optimizer.load_state_dict(saved["optimizer"])
+        torch.set_rng_state(saved["rng_state"].cpu())
+        if self.device.type == "cuda" and saved.get("cuda_rng_state") is not None:
+            torch.cuda.set_rng_state(saved["cuda_rng_state"].cpu())
+        self.iter_num, self.best_val_loss = saved["iter_num"], saved["best_val_loss"]
+        self.best_iter_num = saved.get("best_iter_num")
+        self.resumed_at = self.iter_num  # the saved run already evaluated this step
+        self.say(f"resuming from {self.last_path} at step {self.iter_num} (best val loss {self.best_val_loss:.4f})")
+
+    def elapsed(self):
+        return time.time() - self.start
+
+    def evaluates(self, iter_num):
+        """Whether this process evaluates at iter_num: rank 0 does, except at the step a resume starts from."""
+        return self.master and iter_num != self.resumed_at
+
+    def progress_bar(self):
+        # disable=None: a live bar in a terminal; none when the output goes to a file or a pipe.
+        return tqdm(total=self.args.max_iters, initial=self.iter_num, desc="training", unit="it",
+                    dynamic_ncols=True, disable=None if self.master else True)
+
+    def checkpoint(self, iter_num, best_val_loss, with_state):
+        """The plain dict a checkpoint holds: weights, sizes, vocabulary and settings; with_state adds
+        what exact resumption needs (optimiser, random state, time spent)."""
+        saved = {"model": self.model.state_dict(), "model_args": self.model_args, "vocab": self.chars,
+                 "iter_num": iter_num, "best_val_loss": best_val_loss, "config": vars(self.args)}
+        if with_state:
+            saved.update(optimizer=self.optimizer.state_dict(), elapsed_s=self.elapsed(),
+                         best_iter_num=self.best_iter_num, rng_state=torch.get_rng_state(),
+                         cuda_rng_state=torch.cuda.get_rng_state() if self.device.type == "cuda" else None)
+        return saved
+
+    def record(self, iter_num, losses, best_val_loss, improved):
+        """After an evaluation: a row in log.csv; the weights in ckpt.pt if val improved; the state in last.pt."""
+        with open(self.log_path, "a", newline="") as f:
+            csv.writer(f).writerow([iter_num, f"{losses['train']:.4f}", f"{losses['val']:.4f}",
+                                    f"{self.elapsed():.2f}"])
+        if improved:
+            self.best_iter_num = iter_num
+            save_checkpoint(self.ckpt_path, self.checkpoint(iter_num, best_val_loss, with_state=False))
+        save_checkpoint(self.last_path, self.checkpoint(iter_num, best_val_loss, with_state=True))
+
+    def finish(self, iter_num, best_val_loss, interrupted):
+        """Save the state the run ended in (also after Ctrl-C) and say which file holds what."""
+        if self.world_size > 1:
+            torch.distributed.destroy_process_group()
+            if not self.master:
+                return
+        save_checkpoint(self.last_path, self.checkpoint(iter_num, best_val_loss, with_state=True))
+        resume = "python train.py --resume" + (f" --out-dir {self.args.out_dir}" if self.args.out_dir != "out" else "")
+        best = f"best val loss {best_val_loss:.4f} at step {self.best_iter_num}: {self.ckpt_path}, the weights generate.py samples"
+        if interrupted:
+            print(f"interrupted at step {iter_num}; saved {self.last_path}; continue with: {resume}")
+            print(best)
+            raise KeyboardInterrupt
+        print(plot_log(self.log_path))
+        print(best)
+        print(f"last step {iter_num}: {self.last_path}, the state --resume continues from; "
+              f"losses in {self.log_path}; {self.elapsed():.1f} s")
 
 
 # -----------------------------------------------------------------------------
@@ -253,15 +476,18 @@ def save_checkpoint(path, checkpoint):
 
 
 CHECKPOINT_KEYS = ("model", "model_args", "vocab", "iter_num", "best_val_loss")
+RESUME_KEYS = ("optimizer", "config", "rng_state", "elapsed_s")
 
 
-def read_checkpoint(path, device):
+def read_checkpoint(path, device, for_resume=False):
     """torch.load a checkpoint written by save_checkpoint -> the plain dict, or a one-line UserError.
 
     weights_only=True refuses anything but tensors and plain Python values, so a checkpoint from
     the internet cannot run code on your machine when it is loaded.
     """
     if not os.path.exists(path):
+        if for_resume:
+            raise UserError(f"nothing to resume: no {path}; train afresh with: python train.py")
         raise UserError(f"no checkpoint at {path}; train one first: python train.py")
     try:
         checkpoint = torch.load(path, map_location=device, weights_only=True)
@@ -273,9 +499,11 @@ def read_checkpoint(path, device):
                         f"not just weights (only load checkpoints written by train.py)")
     except Exception as e:  # a truncated file, a directory, ...
         raise UserError(f"{path} is not a readable checkpoint ({first_sentence(e)})")
-    missing = [k for k in CHECKPOINT_KEYS if not isinstance(checkpoint, dict) or k not in checkpoint]
+    needed = CHECKPOINT_KEYS + (RESUME_KEYS if for_resume else ())
+    missing = [k for k in needed if not isinstance(checkpoint, dict) or k not in checkpoint]
     if missing:
-        raise UserError(f"{path} is not a checkpoint of this project (missing {', '.join(missing)})")
+        raise UserError(f"{path} is not a {'resumable ' if for_resume else ''}checkpoint of this project "
+                        f"(missing {', '.join(missing)})")
     if len(checkpoint["vocab"]) != checkpoint["model_args"].get("vocab_size"):
         raise UserError(f"{path} is damaged: its vocabulary has {len(checkpoint['vocab'])} characters "
                         f"but its model expects {checkpoint['model_args'].get('vocab_size')}")
@@ -300,174 +528,23 @@ def first_sentence(error):
 
 
 # -----------------------------------------------------------------------------
-# The training loop
+# Ctrl-C: finish the step, save, and stop
 
-def train(args):
-    """Train as args say (hyperparameters left as None come from the preset); returns the best val loss."""
-    ckpt_path = os.path.join(args.out_dir, "ckpt.pt")
-    log_path = os.path.join(args.out_dir, "log.csv")
-    saved = read_checkpoint(ckpt_path, torch.device("cpu")) if args.resume else None
-    fill_in_hyperparameters(args, saved)
-    device = pick_device(args.device)
-
-    # Started by torchrun (`torchrun --nproc_per_node N train.py`)? Then this is one of N processes
-    # ("ranks"), each with its own batches; DistributedDataParallel averages their gradients, so
-    # all ranks keep identical weights. Rank 0 alone evaluates, logs and writes checkpoints.
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    if world_size > 1:
-        if device.type == "cuda":
-            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-            torch.cuda.set_device(device)
-        torch.distributed.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
-    master = rank == 0
-    say = print if master else (lambda *a, **k: None)
-
-    dtype, why = pick_dtype(args.dtype, device)
-    say(f"device: {device}" + (" (auto)" if args.device == "auto" else "") + f", dtype: {str(dtype)[6:]} ({why})"
-        + (f", {world_size} processes" if world_size > 1 else ""))
-    fused_attention = True
-    if args.model == "gpt":
-        say(f"recipe: {args.preset}: " + ", ".join(f"{k}={getattr(args, k)}" for k in PRESETS[args.preset]))
-        fused_attention, why = pick_attention(args.attention, device)
-        say(f"attention: {'fused' if fused_attention else 'explicit'} ({why})")
-    torch.manual_seed(args.seed)  # the same initial weights on every rank
-    if device.type == "cpu":
-        keep_freed_memory_on_linux()
-
-    train_data, val_data, chars = load_splits(args.data_dir)
-    for name, data in (("train", train_data), ("val", val_data)):
-        if len(data) <= args.block_size:
-            raise UserError(f"--block-size {args.block_size} needs more than {args.block_size} "
-                            f"characters of {name} data, but data/{name}.bin has {len(data)}")
-    splits = {"train": train_data, "val": val_data}
-
-    model_args = {"model": args.model, "vocab_size": len(chars)}
-    if args.model == "gpt":
-        model_args.update({k: getattr(args, k) for k in GPT_SIZES})
-    model = build_model(model_args, fused_attention).to(device)
-    optimizer = configure_optimizer(model, args.learning_rate, args.weight_decay)
-    n_params = sum(p.numel() for p in model.parameters())
-    say(f"model: {args.model}, {n_params:,} parameters, vocab_size {len(chars)}")
-
-    iter_num, best_val_loss = 0, math.inf
-    if saved is not None:
-        if saved["vocab"] != chars:
-            raise UserError(f"{ckpt_path} was trained on another vocabulary than {args.data_dir}/ "
-                            f"(prepared from another text?); prepare its text again or train afresh")
-        if saved["model_args"] != model_args:
-            raise UserError(f"{ckpt_path} holds a different model ({saved['model_args']}); "
-                            f"resume without size flags, or train afresh in another --out-dir")
-        model.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
-        torch.set_rng_state(saved["rng_state"].cpu())
-        if device.type == "cuda" and saved.get("cuda_rng_state") is not None:
-            torch.cuda.set_rng_state(saved["cuda_rng_state"].cpu())
-        iter_num, best_val_loss = saved["iter_num"], saved["best_val_loss"]
-        say(f"resuming from {ckpt_path} at step {iter_num} (best val loss {best_val_loss:.4f})")
-    if world_size > 1:
-        torch.manual_seed(args.seed + 1000 * rank + iter_num)  # each rank draws its own batches
-
-    # torch.compile traces the model into fused kernels: it takes a while to compile (41 s here)
-    # and pays off on GPUs; on our 2-core CPU its steps were slower (413 vs 317 ms), so it is opt-in.
-    # DistributedDataParallel wraps the model to average gradients across ranks. Both wrappers
-    # are only for the training step: we keep `model` itself for evaluation and state_dict(), so
-    # checkpoints never carry their key prefixes ("_orig_mod.", "module.").
-    forward = torch.compile(model) if args.compile else model
-    if world_size > 1:
-        # broadcast_buffers=False: our only buffer is the constant causal mask.
-        forward = torch.nn.parallel.DistributedDataParallel(forward, broadcast_buffers=False)
-    if dtype == torch.bfloat16:
-        autocast = lambda: torch.autocast(device.type, dtype=torch.bfloat16)
-    else:
-        autocast = contextlib.nullcontext
-
-    try:
-        os.makedirs(args.out_dir, exist_ok=True)
-        if saved is None and master:  # a fresh run starts a fresh log; a resumed one appends to it
-            with open(log_path, "w", newline="") as f:
-                csv.writer(f).writerow(["iter", "train_loss", "val_loss", "elapsed_s"])
-    except OSError as e:
-        raise UserError(f"cannot write to --out-dir {args.out_dir}: {e.strerror}")
-
-    def checkpoint():
-        return {"model": model.state_dict(), "model_args": model_args, "vocab": chars,
-                "iter_num": iter_num, "best_val_loss": best_val_loss,
-                "optimizer": optimizer.state_dict(), "config": vars(args), "elapsed_s": time.time() - start,
-                "rng_state": torch.get_rng_state(),
-                "cuda_rng_state": torch.cuda.get_rng_state() if device.type == "cuda" else None}
-
-    # Ctrl-C asks the loop to stop after the step it is in, save, and exit; a second one aborts.
-    interrupted = []
+@contextlib.contextmanager
+def stop_after_ctrl_c():
+    """While inside: the first Ctrl-C sets .requested (the loop stops after its step and saves);
+    a second one stops at once, without saving."""
+    stop = argparse.Namespace(requested=False)
 
     def request_stop(signum, frame):
-        if interrupted:  # the second Ctrl-C: stop at once, without saving
+        if stop.requested:
             raise KeyboardInterrupt
-        interrupted.append(signum)
+        stop.requested = True
     previous_handler = signal.signal(signal.SIGINT, request_stop)
-
-    start = time.time() - (saved.get("elapsed_s", 0.0) if saved else 0.0)  # elapsed counts across resumes
-    # disable=None: a live bar in a terminal; none when the output goes to a file or a pipe.
-    progress = tqdm(total=args.max_iters, initial=iter_num, desc="training", unit="it", dynamic_ncols=True,
-                    disable=None if master else True)
-    evaluate_now = saved is None  # the saved run already evaluated the step it stopped at
     try:
-        while True:
-            # Every eval_interval steps, and after the last one, measure both splits and log them.
-            if master and evaluate_now and (iter_num % args.eval_interval == 0 or iter_num == args.max_iters):
-                losses = estimate_loss(model, splits, args.eval_iters, args.batch_size, args.block_size,
-                                       device, autocast)
-                elapsed = time.time() - start
-                progress.write(f"step {iter_num}: train loss {losses['train']:.4f}, "
-                               f"val loss {losses['val']:.4f} ({elapsed:.1f} s)")
-                with open(log_path, "a", newline="") as f:
-                    csv.writer(f).writerow([iter_num, f"{losses['train']:.4f}", f"{losses['val']:.4f}",
-                                            f"{elapsed:.2f}"])
-                if losses["val"] < best_val_loss:
-                    best_val_loss = losses["val"]
-                    save_checkpoint(ckpt_path, checkpoint())
-            evaluate_now = True
-            if iter_num >= args.max_iters or interrupted:
-                break
-
-            # One step of gradient descent on one random batch.
-            lr = get_lr(iter_num, args.learning_rate, args.min_lr, args.warmup_iters, args.lr_decay_iters)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            x, y = get_batch(train_data, args.batch_size, args.block_size, device)
-            with autocast():
-                logits, loss = forward(x, y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if args.grad_clip > 0:
-                # One unlucky batch can produce a huge gradient; cap its length so it cannot
-                # throw the weights far from where the previous steps brought them.
-                torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
-            optimizer.step()
-            loss_value = loss.item()
-            if not math.isfinite(loss_value):
-                raise UserError(f"the loss became {loss_value} at step {iter_num}; stopped, and {ckpt_path} "
-                                f"keeps the last good state; try a lower --learning-rate")
-            iter_num += 1
-            progress.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.1e}", refresh=False)
-            progress.update()
+        yield stop
     finally:
-        progress.close()
         signal.signal(signal.SIGINT, previous_handler)
-
-    if world_size > 1:
-        torch.distributed.destroy_process_group()
-        if not master:
-            return best_val_loss
-    # The end state is saved too (also on Ctrl-C), so --resume continues from the last step that ran.
-    save_checkpoint(ckpt_path, checkpoint())
-    if interrupted:
-        print(f"interrupted at step {iter_num}; saved {ckpt_path}; continue with: python train.py --resume"
-              + (f" --out-dir {args.out_dir}" if args.out_dir != "out" else ""))
-        raise KeyboardInterrupt
-    print(plot_log(log_path))
-    print(f"best val loss {best_val_loss:.4f}; wrote {ckpt_path} and {log_path} in {time.time() - start:.1f} s")
-    return best_val_loss
 
 
 # -----------------------------------------------------------------------------
@@ -532,14 +609,16 @@ def number(kind, zero_allowed=False):
 def parse_args(argv=None):
     """Flags -> args. Settings not given stay None until fill_in_hyperparameters."""
     parser = argparse.ArgumentParser(
-        description="Train a character-level language model on the text prepared by prepare.py.")
+        description="Train a character-level language model on the text prepared by prepare.py. "
+                    "Writes <out-dir>/ckpt.pt (the best weights, which generate.py samples), "
+                    "<out-dir>/last.pt (the state --resume continues from) and <out-dir>/log.csv.")
     # Report mistakes as one line, not usage plus error.
     parser.error = lambda message: sys.exit(f"train.py: error: {message} (see --help)")
     parser.add_argument("--model", choices=["gpt", "bigram"], default=None,
                         help="which model to train (default: gpt, or the checkpoint's with --resume)")
     parser.add_argument("--preset", choices=["lecture", "cpu"], default=None,
-                        help="GPT recipe: lecture = the lecture's 10.7M model, 5000 steps; cpu = tuned "
-                             "for ~10 minutes on 2 CPU cores (default: lecture on CUDA, cpu elsewhere)")
+                        help="GPT recipe: lecture = the lecture's 10,788,929-parameter model, 5000 steps; "
+                             "cpu = tuned for ~10 minutes on 2 CPU cores (default: lecture on CUDA, cpu elsewhere)")
     hp = parser.add_argument_group("hyperparameters (defaults come from the recipe)")
     hp.add_argument("--batch-size", type=number(int), help="independent sequences per step (B)")
     hp.add_argument("--block-size", type=number(int), help="context length in characters (T)")
@@ -549,7 +628,7 @@ def parse_args(argv=None):
     hp.add_argument("--dropout", type=number(float, zero_allowed=True), help="dropout probability while training, 0 to <1")
     hp.add_argument("--max-iters", type=number(int), help="number of training steps")
     hp.add_argument("--eval-interval", type=number(int),
-                    help="evaluate (and checkpoint if val improved) every this many steps")
+                    help="evaluate, log, and keep the weights if val improved, every this many steps")
     hp.add_argument("--eval-iters", type=number(int), help="batches averaged per split for each evaluation")
     hp.add_argument("--learning-rate", type=number(float), help="peak AdamW learning rate")
     hp.add_argument("--min-lr", type=number(float, zero_allowed=True), help="learning rate at the end of the cosine decay")
@@ -565,17 +644,17 @@ def parse_args(argv=None):
                              "that support it natively, else float32 (default: auto)")
     parser.add_argument("--attention", choices=["auto", "fused", "manual"],
                         help="GPT attention: one fused PyTorch call, or the explicit masked softmax; the "
-                             "same numbers, different speed (default: auto, the faster one here)")
+                             "same function, different speed (default: auto, the faster one here)")
     parser.add_argument("--compile", action="store_true", default=None,
                         help="torch.compile the model: slow to start, faster per step (needs a C++ compiler on CPU)")
     parser.add_argument("--resume", action="store_true",
-                        help="continue the run saved in <out-dir>/ckpt.pt: weights, optimizer, step, "
+                        help="continue the run saved in <out-dir>/last.pt: weights, optimizer, step, "
                              "random state and hyperparameters (flags given now override them)")
     parser.add_argument("--plot", metavar="DIR",
                         help="draw the loss curves of DIR/log.csv (a finished or running run) and exit")
     parser.add_argument("--seed", type=int, help="random seed (default: 1337)")
     parser.add_argument("--data-dir", help="where prepare.py wrote its files (default: data)")
-    parser.add_argument("--out-dir", default="out", help="where ckpt.pt and log.csv go (default: out)")
+    parser.add_argument("--out-dir", default="out", help="where ckpt.pt, last.pt and log.csv go (default: out)")
     return parser.parse_args(argv)
 
 
@@ -622,8 +701,8 @@ def main(argv=None):
     except UserError as e:
         sys.exit(f"train.py: error: {e}")
     except OSError as e:  # e.g. the disk filled up while writing: save_checkpoint left the old file whole
-        sys.exit(f"train.py: error: {e.strerror or e} ({e.filename or args.out_dir}); the last checkpoint "
-                 f"written in full is still in {args.out_dir}")
+        sys.exit(f"train.py: error: {e.strerror or e} ({e.filename or args.out_dir}); the last checkpoints "
+                 f"written in full are still in {args.out_dir}")
     except KeyboardInterrupt:
         sys.exit(130)
 

@@ -1,7 +1,9 @@
-"""The lecture's GPT as written in the video, one module per head, for comparison with gpt.py.
+"""An independent reference GPT, with one module per attention head, as the lecture first builds it.
 
-Tests copy gpt.py's weights into it and check that both compute the same logits; the benchmark
-times it as the plain float32 baseline. Only the globals are turned into arguments.
+gpt.py computes all heads in one batched projection; this file keeps every head separate, so the
+tests can copy gpt.py's weights in (load_from_gpt) and check both give the same logits and loss.
+tests/benchmark.py also times it as the plain float32 baseline, so it uses only the ops the
+lecture uses: matmul, masked_fill, softmax and nn.Dropout.
 """
 
 import torch
@@ -9,108 +11,95 @@ import torch.nn as nn
 from torch.nn import functional as F
 
 
-class Head(nn.Module):
-    """One head of self-attention."""
+class AttentionHead(nn.Module):
+    """A single causal self-attention head: (B, T, n_embd) -> (B, T, head_size)."""
 
     def __init__(self, n_embd, head_size, block_size, dropout):
         super().__init__()
-        self.key = nn.Linear(n_embd, head_size, bias=False)
         self.query = nn.Linear(n_embd, head_size, bias=False)
+        self.key = nn.Linear(n_embd, head_size, bias=False)
         self.value = nn.Linear(n_embd, head_size, bias=False)
-        self.register_buffer("tril", torch.tril(torch.ones(block_size, block_size)))
-        self.dropout = nn.Dropout(dropout)
+        # True above the diagonal: the later positions that position t must not read.
+        future = torch.triu(torch.ones(block_size, block_size, dtype=torch.bool), diagonal=1)
+        self.register_buffer("future", future, persistent=False)     # (block_size, block_size)
+        self.scale = head_size ** -0.5
+        self.weight_dropout = nn.Dropout(dropout)
 
     def forward(self, x):
-        B, T, C = x.shape
-        k = self.key(x)                                                # (B, T, hs)
-        q = self.query(x)                                              # (B, T, hs)
-        wei = q @ k.transpose(-2, -1) * k.shape[-1] ** -0.5            # (B, T, hs) @ (B, hs, T) -> (B, T, T)
-        wei = wei.masked_fill(self.tril[:T, :T] == 0, float("-inf"))   # (B, T, T)
-        wei = F.softmax(wei, dim=-1)                                   # (B, T, T)
-        wei = self.dropout(wei)
-        v = self.value(x)                                              # (B, T, hs)
-        return wei @ v                                                 # (B, T, T) @ (B, T, hs) -> (B, T, hs)
+        """x (B, T, n_embd) -> (B, T, head_size), each position a mix of the values at or before it."""
+        T = x.shape[1]
+        q, k, v = self.query(x), self.key(x), self.value(x)           # 3 x (B, T, hs)
+        # Scaling keeps the scores' variance near 1, so the softmax does not collapse to one-hot.
+        scores = q @ k.transpose(-2, -1) * self.scale                # (B, T, hs) @ (B, hs, T) -> (B, T, T)
+        scores = scores.masked_fill(self.future[:T, :T], float("-inf"))  # (B, T, T); exp(-inf) = 0
+        weights = self.weight_dropout(F.softmax(scores, dim=-1))     # (B, T, T), rows sum to 1
+        return weights @ v                                           # (B, T, T) @ (B, T, hs) -> (B, T, hs)
 
 
-class MultiHeadAttention(nn.Module):
-    """Multiple heads of self-attention in parallel."""
-
-    def __init__(self, n_embd, num_heads, head_size, block_size, dropout):
-        super().__init__()
-        self.heads = nn.ModuleList([Head(n_embd, head_size, block_size, dropout) for _ in range(num_heads)])
-        self.proj = nn.Linear(head_size * num_heads, n_embd)
-        self.dropout = nn.Dropout(dropout)
-
-    def forward(self, x):
-        out = torch.cat([h(x) for h in self.heads], dim=-1)            # (B, T, C)
-        return self.dropout(self.proj(out))
-
-
-class FeedFoward(nn.Module):  # sic: the lecture's spelling
-    """A simple linear layer followed by a non-linearity."""
-
-    def __init__(self, n_embd, dropout):
-        super().__init__()
-        self.net = nn.Sequential(nn.Linear(n_embd, 4 * n_embd), nn.ReLU(),
-                                 nn.Linear(4 * n_embd, n_embd), nn.Dropout(dropout))
-
-    def forward(self, x):
-        return self.net(x)
-
-
-class Block(nn.Module):
-    """Transformer block: communication followed by computation."""
+class DecoderLayer(nn.Module):
+    """Pre-norm layer: x + attention(norm(x)), then x + feed-forward(norm(x)); shape kept."""
 
     def __init__(self, n_embd, n_head, block_size, dropout):
         super().__init__()
         head_size = n_embd // n_head
-        self.sa = MultiHeadAttention(n_embd, n_head, head_size, block_size, dropout)
-        self.ffwd = FeedFoward(n_embd, dropout)
-        self.ln1 = nn.LayerNorm(n_embd)
-        self.ln2 = nn.LayerNorm(n_embd)
+        self.attn_norm = nn.LayerNorm(n_embd)
+        self.attention_heads = nn.ModuleList(
+            AttentionHead(n_embd, head_size, block_size, dropout) for _ in range(n_head))
+        self.attn_out = nn.Linear(n_embd, n_embd)
+        self.attn_dropout = nn.Dropout(dropout)
+        self.mlp_norm = nn.LayerNorm(n_embd)
+        self.mlp_in = nn.Linear(n_embd, 4 * n_embd)
+        self.mlp_out = nn.Linear(4 * n_embd, n_embd)
+        self.mlp_dropout = nn.Dropout(dropout)
 
     def forward(self, x):
-        x = x + self.sa(self.ln1(x))
-        x = x + self.ffwd(self.ln2(x))
-        return x
+        """x (B, T, n_embd) -> (B, T, n_embd)."""
+        h = self.attn_norm(x)                                        # (B, T, C)
+        h = torch.cat([head(h) for head in self.attention_heads], dim=-1)  # n_head x (B, T, hs) -> (B, T, C)
+        x = x + self.attn_dropout(self.attn_out(h))                  # (B, T, C)
+        h = F.relu(self.mlp_in(self.mlp_norm(x)))                    # (B, T, 4C)
+        return x + self.mlp_dropout(self.mlp_out(h))                 # (B, T, C)
 
 
-class GPTLanguageModel(nn.Module):
+class ReferenceGPT(nn.Module):
+    """Embeddings, n_layer DecoderLayers, a final LayerNorm and a linear map to vocab_size logits."""
 
     def __init__(self, vocab_size, block_size, n_layer, n_head, n_embd, dropout):
         super().__init__()
-        self.token_embedding_table = nn.Embedding(vocab_size, n_embd)
-        self.position_embedding_table = nn.Embedding(block_size, n_embd)
-        self.blocks = nn.Sequential(*[Block(n_embd, n_head, block_size, dropout) for _ in range(n_layer)])
-        self.ln_f = nn.LayerNorm(n_embd)
-        self.lm_head = nn.Linear(n_embd, vocab_size)
+        self.tokens = nn.Embedding(vocab_size, n_embd)
+        self.positions = nn.Embedding(block_size, n_embd)
+        self.layers = nn.ModuleList(DecoderLayer(n_embd, n_head, block_size, dropout) for _ in range(n_layer))
+        self.final_norm = nn.LayerNorm(n_embd)
+        self.to_logits = nn.Linear(n_embd, vocab_size)
 
     def forward(self, idx, targets=None):
+        """idx, targets (B, T) ids -> logits (B, T, vocab_size), mean cross-entropy (or None)."""
         B, T = idx.shape
-        tok_emb = self.token_embedding_table(idx)                                      # (B, T, C)
-        pos_emb = self.position_embedding_table(torch.arange(T, device=idx.device))    # (T, C)
-        x = self.blocks(tok_emb + pos_emb)                                             # (B, T, C)
-        logits = self.lm_head(self.ln_f(x))                                            # (B, T, vocab_size)
+        x = self.tokens(idx) + self.positions(torch.arange(T, device=idx.device))  # (B, T, C) + (T, C)
+        for layer in self.layers:
+            x = layer(x)                                             # (B, T, C)
+        logits = self.to_logits(self.final_norm(x))                  # (B, T, vocab_size)
         if targets is None:
             return logits, None
-        B, T, C = logits.shape
-        return logits, F.cross_entropy(logits.view(B * T, C), targets.view(B * T))
+        return logits, F.cross_entropy(logits.reshape(B * T, -1), targets.reshape(B * T))
 
 
-def copy_weights_from(gpt, lecture):
-    """Load a gpt.GPT's weights into a GPTLanguageModel of the same sizes, splitting the heads apart."""
-    C, nh = gpt.config.n_embd, gpt.config.n_head
-    hs = C // nh
-    with torch.no_grad():
-        for name in ("token_embedding_table", "position_embedding_table", "ln_f", "lm_head"):
-            getattr(lecture, name).load_state_dict(getattr(gpt, name).state_dict())
-        for ours, theirs in zip(gpt.blocks, lecture.blocks):
-            for name in ("ln1", "ln2", "ffwd"):
-                getattr(theirs, name).load_state_dict(getattr(ours, name).state_dict())
-            theirs.sa.proj.load_state_dict(ours.sa.proj.state_dict())
-            W_q, W_k, W_v = ours.sa.query_key_value.weight.split(C, dim=0)   # 3 x (C, C), rows = outputs
-            for h, head in enumerate(theirs.sa.heads):
-                rows = slice(h * hs, (h + 1) * hs)                            # head h's output channels
-                head.query.weight.copy_(W_q[rows])
-                head.key.weight.copy_(W_k[rows])
-                head.value.weight.copy_(W_v[rows])
+@torch.no_grad()
+def load_from_gpt(gpt, reference):
+    """Copy a gpt.GPT's weights into a ReferenceGPT of the same sizes, splitting the fused q/k/v per head."""
+    pairs = [(reference.tokens, gpt.token_embedding_table), (reference.positions, gpt.position_embedding_table),
+             (reference.final_norm, gpt.ln_f), (reference.to_logits, gpt.lm_head)]
+    for layer, block in zip(reference.layers, gpt.blocks, strict=True):
+        pairs += [(layer.attn_norm, block.ln1), (layer.attn_out, block.sa.proj), (layer.mlp_norm, block.ln2),
+                  (layer.mlp_in, block.ffwd.net[0]), (layer.mlp_out, block.ffwd.net[2])]
+        # The fused weight's output rows are all queries, then all keys, then all values;
+        # within each third, head h owns the h-th run of head_size rows.
+        C = block.sa.query_key_value.in_features
+        per_head = [w.split(C // len(layer.attention_heads)) for w in block.sa.query_key_value.weight.split(C)]
+        for head, w_q, w_k, w_v in zip(layer.attention_heads, *per_head, strict=True):
+            head.query.weight.copy_(w_q)                             # (hs, C)
+            head.key.weight.copy_(w_k)                               # (hs, C)
+            head.value.weight.copy_(w_v)                             # (hs, C)
+    for ours, theirs in pairs:
+        for name, p in ours.named_parameters():
+            p.copy_(getattr(theirs, name))

@@ -5,7 +5,7 @@ import math
 import torch
 
 from gpt import GPT, GPTConfig
-from lecture_gpt import GPTLanguageModel, copy_weights_from
+from lecture_gpt import ReferenceGPT, load_from_gpt
 
 SMALL = dict(vocab_size=65, block_size=32, n_layer=2, n_head=4, n_embd=64, dropout=0.0)
 
@@ -25,7 +25,9 @@ def test_forward_shapes_and_loss_at_initialisation():
 
 
 def test_lecture_model_has_the_lectures_parameter_count():
-    assert GPT(GPTConfig()).num_parameters() == 10_788_929  # the lecture prints 10.788929 M
+    from train import PRESETS
+    sizes = {k: PRESETS["lecture"][k] for k in ("block_size", "n_layer", "n_head", "n_embd", "dropout")}
+    assert GPT(GPTConfig(vocab_size=65, **sizes)).num_parameters() == 10_788_929  # the lecture prints 10.788929 M
 
 
 def test_fused_and_explicit_attention_give_the_same_logits():
@@ -51,13 +53,28 @@ def test_changing_a_future_character_never_changes_earlier_logits():
 def test_batched_heads_compute_what_the_lectures_separate_heads_compute():
     for fused_attention in (True, False):
         ours = small_gpt(fused_attention=fused_attention)
-        lecture = GPTLanguageModel(65, 32, n_layer=2, n_head=4, n_embd=64, dropout=0.0).eval()
-        copy_weights_from(ours, lecture)
-        idx = torch.randint(65, (2, 32))
-        ours_logits, ours_loss = ours(idx, idx)
-        lecture_logits, lecture_loss = lecture(idx, idx)
-        assert torch.allclose(ours_logits, lecture_logits, atol=1e-5, rtol=0)
-        assert abs(ours_loss.item() - lecture_loss.item()) < 1e-5
+        reference = ReferenceGPT(65, 32, n_layer=2, n_head=4, n_embd=64, dropout=0.0).eval()
+        load_from_gpt(ours, reference)
+        for T in (7, 32):
+            idx = torch.randint(65, (2, T))
+            ours_logits, ours_loss = ours(idx, idx)
+            reference_logits, reference_loss = reference(idx, idx)
+            assert torch.allclose(ours_logits, reference_logits, atol=1e-5, rtol=0)
+            assert abs(ours_loss.item() - reference_loss.item()) < 1e-5
+
+
+def test_a_cache_fed_several_positions_at_a_time_gives_the_full_contexts_logits():
+    """Prompt of 5, then 4 new positions at once, then 1, then 6: every call after the first has a
+    filled cache and (but for the single one) several queries, so each needs its rows of the mask."""
+    from gpt import KVCache
+    for fused_attention in (True, False):
+        model = small_gpt(fused_attention=fused_attention, block_size=16)
+        idx = torch.randint(65, (2, 16))                                      # (B, block_size)
+        full, _ = model(idx)                                                  # (B, 16, vocab_size)
+        cache = KVCache(model.config)
+        pieces = [model(idx[:, a:b], cache=cache)[0] for a, b in ((0, 5), (5, 9), (9, 10), (10, 16))]
+        assert cache.length == 16
+        assert torch.allclose(torch.cat(pieces, dim=1), full, atol=1e-5, rtol=0)
 
 
 def test_dropout_is_active_in_training_and_off_in_eval():

@@ -41,7 +41,8 @@ def test_sigkill_at_any_moment_leaves_the_old_or_the_new_checkpoint_never_a_brok
 def finished_run(prepared, bigram_checkpoint):
     """prepared/ with an earlier run in out/: its checkpoint and log must survive every failure below."""
     (prepared / "out").mkdir()
-    (prepared / "out" / "ckpt.pt").write_bytes(bigram_checkpoint.read_bytes())
+    for name in ("ckpt.pt", "last.pt"):
+        (prepared / "out" / name).write_bytes((bigram_checkpoint.parent / name).read_bytes())
     (prepared / "out" / "log.csv").write_text("iter,train_loss,val_loss,elapsed_s\n0,4.0,4.0,0.1\n")
     return prepared
 
@@ -56,17 +57,17 @@ def finished_run(prepared, bigram_checkpoint):
     (["--resume", "--model", "gpt"], "different model"),
 ])
 def test_a_failed_training_command_leaves_the_earlier_run_untouched(finished_run, flags, message):
-    before = {name: (finished_run / "out" / name).read_bytes() for name in ("ckpt.pt", "log.csv")}
+    before = {name: (finished_run / "out" / name).read_bytes() for name in ("ckpt.pt", "last.pt", "log.csv")}
     assert_one_line_error(run_script("train.py", *flags, cwd=finished_run), message)
     for name, content in before.items():
         assert (finished_run / "out" / name).read_bytes() == content, name
-    assert sorted(p.name for p in (finished_run / "out").iterdir()) == ["ckpt.pt", "log.csv"]
+    assert sorted(p.name for p in (finished_run / "out").iterdir()) == ["ckpt.pt", "last.pt", "log.csv"]
 
 
 def test_resume_from_a_checkpoint_missing_keys_is_one_line(finished_run):
-    checkpoint = torch.load(finished_run / "out" / "ckpt.pt", weights_only=True)
+    checkpoint = torch.load(finished_run / "out" / "last.pt", weights_only=True)
     del checkpoint["vocab"]
-    torch.save(checkpoint, finished_run / "out" / "ckpt.pt")
+    torch.save(checkpoint, finished_run / "out" / "last.pt")
     assert_one_line_error(run_script("train.py", "--resume", cwd=finished_run), "missing vocab")
 
 

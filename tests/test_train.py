@@ -116,7 +116,7 @@ def test_learning_rate_warms_up_then_decays_along_a_cosine_to_min_lr():
 
 def test_weight_decay_applies_to_matrices_only():
     from gpt import GPT, GPTConfig
-    model = GPT(GPTConfig(vocab_size=10, block_size=8, n_layer=1, n_head=2, n_embd=16))
+    model = GPT(GPTConfig(vocab_size=10, block_size=8, n_layer=1, n_head=2, n_embd=16, dropout=0.0))
     decay, no_decay = train.configure_optimizer(model, 1e-3, 0.1).param_groups
     assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0
     assert all(p.dim() == 2 for p in decay["params"]) and all(p.dim() == 1 for p in no_decay["params"])
@@ -143,8 +143,8 @@ def test_resume_continues_exactly_where_it_stopped(prepared):
     train.train(train.parse_args(["--resume", "--max-iters", "40", "--device", "cpu",
                                   "--out-dir", str(prepared / "halves")]))
 
-    straight = torch.load(prepared / "straight" / "ckpt.pt", weights_only=True)
-    halves = torch.load(prepared / "halves" / "ckpt.pt", weights_only=True)
+    straight = torch.load(prepared / "straight" / "last.pt", weights_only=True)
+    halves = torch.load(prepared / "halves" / "last.pt", weights_only=True)
     assert straight["iter_num"] == halves["iter_num"] == 40
     for name, weight in straight["model"].items():
         assert torch.equal(weight, halves["model"][name]), name
@@ -153,6 +153,39 @@ def test_resume_continues_exactly_where_it_stopped(prepared):
         with open(prepared / folder / "log.csv", newline="") as f:
             return [(r["iter"], r["train_loss"], r["val_loss"]) for r in csv.DictReader(f)]
     assert losses("straight") == losses("halves")
+
+
+def test_ckpt_holds_the_best_evaluations_weights_and_last_the_state_to_resume(prepared, monkeypatch):
+    # Validation scores scripted to improve, then get worse: 3.0 at step 0, 2.0 at 10, 2.5 at 20.
+    scores = iter([3.0, 2.0, 2.5])
+    monkeypatch.setattr(train, "estimate_loss", lambda *a, **k: {"train": 1.0, "val": next(scores)})
+    common = TINY_GPT + ["--eval-interval", "10", "--lr-decay-iters", "20", "--data-dir", str(prepared / "data")]
+    best = train.train(train.parse_args(common + ["--max-iters", "20", "--out-dir", str(prepared / "run")]))
+    assert best == 2.0
+    ckpt = torch.load(prepared / "run" / "ckpt.pt", weights_only=True)
+    last = torch.load(prepared / "run" / "last.pt", weights_only=True)
+    assert (ckpt["iter_num"], ckpt["best_val_loss"]) == (10, 2.0)     # the best evaluation's step and score
+    assert (last["iter_num"], last["best_val_loss"]) == (20, 2.0)     # the end of the run
+    assert "optimizer" not in ckpt and "optimizer" in last
+    # ckpt.pt's weights are those of step 10: a run stopped there has exactly them.
+    monkeypatch.setattr(train, "estimate_loss", lambda *a, **k: {"train": 1.0, "val": 3.0})
+    train.train(train.parse_args(common + ["--max-iters", "10", "--out-dir", str(prepared / "short")]))
+    at_step_10 = torch.load(prepared / "short" / "last.pt", weights_only=True)["model"]
+    assert all(torch.equal(ckpt["model"][k], at_step_10[k]) for k in at_step_10)
+    assert not all(torch.equal(last["model"][k], at_step_10[k]) for k in at_step_10)
+
+
+def test_the_run_ends_by_saying_which_file_holds_what(prepared):
+    result = run_script("train.py", *TINY_GPT, "--max-iters", "20", "--eval-interval", "10", cwd=prepared)
+    assert result.returncode == 0, result.stderr
+    best_line, last_line = result.stdout.strip().splitlines()[-2:]
+    assert best_line.startswith("best val loss ") and "out/ckpt.pt, the weights generate.py samples" in best_line
+    assert last_line.startswith("last step 20: out/last.pt, the state --resume continues from")
+    assert "out/log.csv" in last_line
+
+
+def test_resume_without_a_saved_run_is_one_line(prepared):
+    assert_one_line_error(run_script("train.py", "--resume", cwd=prepared), "nothing to resume", "out/last.pt")
 
 
 def test_ctrl_c_saves_a_checkpoint_that_resume_continues(prepared):
@@ -165,7 +198,7 @@ def test_ctrl_c_saves_a_checkpoint_that_resume_continues(prepared):
                "--eval-interval", "50"]
     process = subprocess.Popen(command, cwd=prepared, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
-    while not (prepared / "out" / "ckpt.pt").exists() and time.time() < deadline:
+    while not (prepared / "out" / "last.pt").exists() and time.time() < deadline:
         time.sleep(0.2)
     time.sleep(1.0)
     process.send_signal(signal.SIGINT)
@@ -174,12 +207,12 @@ def test_ctrl_c_saves_a_checkpoint_that_resume_continues(prepared):
     assert "Traceback" not in stderr and "interrupted at step" in stdout
     step = int(stdout.split("interrupted at step ")[1].split(";")[0])
     assert 0 < step < 100000
-    assert torch.load(prepared / "out" / "ckpt.pt", weights_only=True)["iter_num"] == step
+    assert torch.load(prepared / "out" / "last.pt", weights_only=True)["iter_num"] == step
 
     result = run_script("train.py", "--resume", "--max-iters", str(step + 10), cwd=prepared)
     assert result.returncode == 0, result.stderr
-    assert f"resuming from out/ckpt.pt at step {step}" in result.stdout
-    assert torch.load(prepared / "out" / "ckpt.pt", weights_only=True)["iter_num"] == step + 10
+    assert f"resuming from out/last.pt at step {step}" in result.stdout
+    assert torch.load(prepared / "out" / "last.pt", weights_only=True)["iter_num"] == step + 10
 
 
 def test_a_loss_that_explodes_stops_with_one_line_and_keeps_the_last_good_checkpoint(prepared):
@@ -199,7 +232,7 @@ def test_n_embd_must_divide_into_heads(prepared):
 
 def test_resume_against_another_vocabulary_is_one_line(prepared, bigram_checkpoint):
     (prepared / "out").mkdir()
-    (prepared / "out" / "ckpt.pt").write_bytes(bigram_checkpoint.read_bytes())
+    (prepared / "out" / "last.pt").write_bytes((bigram_checkpoint.parent / "last.pt").read_bytes())
     other = prepared / "other.txt"
     other.write_text("an entirely different text, with other letters: XYZ 123\n" * 50, encoding="utf-8")
     import prepare
@@ -235,8 +268,9 @@ def test_two_processes_train_with_ddp_and_rank_0s_checkpoint_samples(prepared):
     result = subprocess.run(command, cwd=prepared, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "2 processes" in result.stdout and result.stdout.count("best val loss") == 1  # rank 0 alone reports
-    checkpoint = torch.load(prepared / "out" / "ckpt.pt", weights_only=True)
-    assert checkpoint["iter_num"] == 30
-    assert not any(k.startswith(("module.", "_orig_mod.")) for k in checkpoint["model"])
+    assert torch.load(prepared / "out" / "last.pt", weights_only=True)["iter_num"] == 30
+    for name in ("ckpt.pt", "last.pt"):
+        checkpoint = torch.load(prepared / "out" / name, weights_only=True)
+        assert not any(k.startswith(("module.", "_orig_mod.")) for k in checkpoint["model"]), name
     sample = run_script("generate.py", "--seed", "0", "--max-new-tokens", "50", cwd=prepared)
     assert sample.returncode == 0 and len(sample.stdout) == 1 + 50 + 1, sample.stderr
