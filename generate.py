@@ -1,7 +1,7 @@
 """
-Step 4 of the lesson: let a trained model write.
+Step 6 of the lesson: let a trained model write.
 
-    python generate.py                                    # 500 characters from out/ckpt.pt
+    python generate.py                                    # 500 characters from out/ckpt.pt (the best weights)
     python generate.py --prompt "ROMEO:" --seed 7         # continue a prompt, repeatably
     python generate.py --num-samples 3 --top-p 0.9        # three samples, from the likeliest 90%
     python generate.py --interactive                      # type a line, the model continues it
@@ -174,7 +174,7 @@ def main(argv=None):
         # Sampling uses the fused attention kernel on every device. On our CPU it is slower than
         # the explicit path for training but faster for sampling, with and without the KV cache
         # (1.55 vs 1.91 ms per cached character, 4.79 vs 5.23 ms uncached, CPU recipe, measured).
-        # Both paths give the same numbers (tests/test_gpt.py).
+        # In eval mode, where there is no dropout, both paths give the same logits (tests/test_gpt.py).
         checkpoint, model = load_checkpoint(args.checkpoint, device, fused_attention=True)
         chars = checkpoint["vocab"]
         if not args.interactive:

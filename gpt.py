@@ -12,8 +12,9 @@ connections and layer norms, and repeat: that is the whole model, read here from
 Shapes in comments: B = batch, T = time (positions, at most block_size), C = channels (n_embd),
 nh = n_head, hs = head_size = C / nh.
 
-The model ends at GPT. Below the marked divider at the end of the file: a faster dropout for
-CPUs and the KV cache that speeds up sampling; neither changes what the model computes.
+The model ends at class GPT. Below the marked divider at the end of the file: the Dropout the
+model uses (nn.Dropout's rule, with a faster random mask on a CPU) and the KV cache that speeds
+up sampling without changing what is sampled.
 """
 
 import math
@@ -26,8 +27,8 @@ from torch.nn import functional as F
 
 @dataclass
 class GPTConfig:
-    """The sizes of one model. No defaults: every size comes from a recipe (train.py's PRESETS)
-    or from a checkpoint, so there is one place to change them."""
+    """The sizes of one model. No defaults: every size comes from a recipe in train.py's PRESETS
+    (the place to change them) or from a checkpoint that recorded them."""
     vocab_size: int                # distinct characters
     block_size: int                # the longest context the model sees
     n_layer: int                   # Transformer blocks
@@ -43,8 +44,9 @@ class CausalSelfAttention(nn.Module):
     The lecture gives each head its own module with three Linear(n_embd, head_size) layers for
     its key, query and value, runs the heads one after another and concatenates their outputs.
     Here one Linear(n_embd, 3 * n_embd) computes every head's query, key and value at once, and
-    the heads become a batch dimension: the same numbers (tests/test_gpt.py checks it against a
-    one-module-per-head model), in a few large matrix multiplies instead of many small ones.
+    the heads become a batch dimension: the same numbers, in a few large matrix multiplies instead
+    of many small ones. (tests/lecture_gpt.py keeps the one-module-per-head form; tests/test_gpt.py
+    checks that both give the same logits.)
     """
 
     def __init__(self, config):
@@ -58,7 +60,8 @@ class CausalSelfAttention(nn.Module):
         self.query_key_value = nn.Linear(config.n_embd, 3 * config.n_embd, bias=False)
         # After the heads have gathered information, mix it back into the residual stream.
         self.proj = nn.Linear(config.n_embd, config.n_embd)
-        # nn.Dropout's rule, with a faster random mask on a CPU (the class is below the divider).
+        # Dropout: while training, zero a random share p of the activations (nn.Dropout's rule, with
+        # a faster random mask on a CPU; the class is below the divider).
         self.attn_dropout = Dropout(config.dropout)
         self.resid_dropout = Dropout(config.dropout)
         # Lower-triangular ones: position t may look at positions 0..t, never at the future it
@@ -69,9 +72,10 @@ class CausalSelfAttention(nn.Module):
     def forward(self, x, cache=None, layer=0):
         """x (B, T, C) -> (B, T, C): every position, updated with what it gathered from the past.
 
-        Tk below is the number of positions attended to: T, except while sampling with a KVCache,
-        where x holds only the newest positions and the cache adds the keys and values of the
-        earlier ones in front (Tk = earlier + T).
+        Tk below is the number of positions attended to. In training, and whenever no cache is
+        passed, Tk = T: read Tk as T. While sampling with a KVCache (below the divider), x holds
+        only the newest positions and the cache puts the keys and values of the earlier ones in
+        front of this call's (Tk = earlier + T).
         """
         B, T, C = x.shape
         # Each position emits a query ("what am I looking for?"), a key ("what do I contain?")
@@ -89,8 +93,8 @@ class CausalSelfAttention(nn.Module):
             # Affinities: how well each query matches each key. Dividing by sqrt(head_size) keeps
             # their variance at ~1 whatever the head size, so the softmax stays soft instead of
             # saturating into a one-hot that would let each position hear only one other.
-            # (We scale q before the product rather than the (T, Tk) result after it: the same
-            # numbers up to rounding, from Tk / hs times fewer multiplications.)
+            # (We scale q, T x hs numbers, rather than the T x Tk scores after the product: the
+            # same result up to rounding, with fewer multiplications.)
             wei = (q / math.sqrt(self.head_size)) @ k.transpose(-2, -1)  # (B, nh, T, hs) @ (B, nh, hs, Tk) -> (B, nh, T, Tk)
             # -inf where the mask is 0: after the softmax the future gets exactly zero weight.
             # Our T queries are the last T of the Tk positions, so they take those rows of the
@@ -175,10 +179,11 @@ class GPT(nn.Module):
         self.ln_f = nn.LayerNorm(config.n_embd)
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size)
 
-        # Small random weights (std 0.02, as GPT-2): the first logits are nearly equal, so the
-        # first loss is about ln(vocab_size). The two projections of each block that add into
-        # the residual stream start smaller still, by 1 / sqrt(2 * n_layer): 2 * n_layer of them
-        # add up along the stream, and its variance should not grow with depth.
+        # Small random weights (std 0.02, as in the lecture's code and GPT-2): the first logits are
+        # nearly equal, so the first loss is about ln(vocab_size). Beyond the lecture, as GPT-2:
+        # the two projections of each block that add into the residual stream start smaller
+        # still, by 1 / sqrt(2 * n_layer): 2 * n_layer of them add up along the stream, and its
+        # variance should not grow with depth.
         residual_projections = [layer for block in self.blocks for layer in (block.sa.proj, block.ffwd.net[2])]
         for module in self.modules():
             if isinstance(module, (nn.Linear, nn.Embedding)):
@@ -221,11 +226,11 @@ class GPT(nn.Module):
         """Extend idx (B, T) by max_new_tokens sampled characters -> (B, T + max_new_tokens)."""
         for _ in range(max_new_tokens):
             # The position table has block_size rows, so the model sees at most the last block_size.
-            idx_cond = idx[:, -self.block_size:]                 # (B, <= block_size)
+            idx_cond = idx[:, -self.block_size:]                 # (B, T), T <= block_size
             logits, _ = self(idx_cond)                           # (B, T, vocab_size)
             probs = F.softmax(logits[:, -1, :], dim=-1)          # (B, vocab_size)
             idx_next = torch.multinomial(probs, num_samples=1)   # (B, 1)
-            idx = torch.cat((idx, idx_next), dim=1)              # (B, T + 1)
+            idx = torch.cat((idx, idx_next), dim=1)              # idx grows by one column
         return idx
 
 
@@ -300,8 +305,9 @@ class KVCache:
 
 
 if __name__ == "__main__":
-    # The lecture's model: the sizes of train.py's "lecture" recipe, and tiny Shakespeare's 65 characters.
-    model = GPT(GPTConfig(vocab_size=65, block_size=256, n_layer=6, n_head=6, n_embd=384, dropout=0.2))
+    from train import PRESETS  # the recipes hold every size; the lecture's model is one of them
+    sizes = {k: PRESETS["lecture"][k] for k in ("block_size", "n_layer", "n_head", "n_embd", "dropout")}
+    model = GPT(GPTConfig(vocab_size=65, **sizes))               # 65: tiny Shakespeare's characters
     print(model)
     print(f"{model.num_parameters():,} parameters")
     idx = torch.zeros((1, 8), dtype=torch.long)                  # (B, T) = (1, 8)

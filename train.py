@@ -46,13 +46,16 @@ PRESETS = {
     # The lecture's bigram.py: a constant learning rate is all a lookup table needs.
     "bigram": dict(batch_size=32, block_size=8, max_iters=3000, eval_interval=300, eval_iters=200,
                    learning_rate=1e-2, min_lr=1e-2, warmup_iters=0, weight_decay=0.0, grad_clip=0.0),
-    # The lecture's gpt.py (B 64, T 256, 6 layers, 6 heads, 384 channels, dropout 0.2, 5000 steps),
-    # with nanoGPT's schedule for it: a short warmup, then cosine decay from 1e-3 to 1e-4.
+    # The lecture's model and batch (B 64, T 256, 6 layers, 6 heads, 384 channels, dropout 0.2,
+    # 5000 steps). The lecture trains it with AdamW at a constant 3e-4; here with nanoGPT's settings
+    # for it: a peak of 1e-3 after a short warmup, cosine decay to 1e-4, weight decay 0.1 on the
+    # matrices, beta2 0.99, gradients clipped at 1 (see configure_optimizer and get_lr).
     "lecture": dict(batch_size=64, block_size=256, n_layer=6, n_head=6, n_embd=384, dropout=0.2,
                     max_iters=5000, eval_interval=500, eval_iters=200, learning_rate=1e-3,
                     min_lr=1e-4, warmup_iters=100, weight_decay=0.1, grad_clip=1.0),
-    # Tuned by experiment for the lowest validation loss in about 10 minutes on 2 CPU cores
-    # (README, "What to expect"). No dropout: 0.1 measured worse, and slower, in 10 minutes.
+    # Tuned by 14 full runs for the lowest validation loss in about 10 minutes on 2 CPU cores with
+    # AVX512-BF16: in that time wider, deeper or longer-context models learned more per step but
+    # took too few steps. No dropout: 0.1 measured worse, and slower, in 10 minutes.
     "cpu": dict(batch_size=48, block_size=128, n_layer=4, n_head=4, n_embd=256, dropout=0.0,
                 max_iters=1100, eval_interval=300, eval_iters=20, learning_rate=2e-3,
                 min_lr=2e-4, warmup_iters=100, weight_decay=0.1, grad_clip=1.0),
@@ -140,13 +143,20 @@ def get_lr(iter_num, learning_rate, min_lr, warmup_iters, lr_decay_iters):
 
 def train(args):
     """Train as args say (settings left as None come from the recipe) -> the best validation loss."""
-    # Device, data, model, optimiser, files, and a resumed run's state: see class Run below.
+    # The settings, the device and number format, the data and the run's files: class Run, below.
     run = Run(args)
-    model, optimizer, iter_num, best_val_loss = run.model, run.optimizer, run.iter_num, run.best_val_loss
-    with stop_after_ctrl_c() as stop, run.progress_bar() as progress:
+    model = build_model(run.model_args, run.fused_attention).to(run.device)
+    optimizer = configure_optimizer(model, args.learning_rate, args.weight_decay)
+    # A fresh run starts at step 0; with --resume, the saved weights, optimiser and step come back.
+    iter_num, best_val_loss = run.start(model, optimizer)
+    # What the training step calls: the model itself, or the wrapper that torch.compile (--compile)
+    # or torchrun's DistributedDataParallel puts around it. Evaluation and checkpoints use `model`.
+    forward = run.wrap(model)
+    with stop_after_ctrl_c() as stop, run.progress_bar(iter_num) as progress:
         while True:
             # Every eval_interval steps, and after the last one: measure both splits, log them,
-            # and keep the weights with the best validation loss so far in ckpt.pt.
+            # and keep the weights with the best validation loss so far in ckpt.pt. (Under
+            # torchrun only rank 0 does; a resumed run has already evaluated its first step.)
             if (iter_num % args.eval_interval == 0 or iter_num == args.max_iters) and run.evaluates(iter_num):
                 losses = estimate_loss(model, run.splits, args.eval_iters, args.batch_size, args.block_size,
                                        run.device, run.autocast)
@@ -164,7 +174,7 @@ def train(args):
                 group["lr"] = lr
             x, y = get_batch(run.train_data, args.batch_size, args.block_size, run.device)
             with run.autocast():
-                logits, loss = run.forward(x, y)   # the model (compiled, or spread over GPUs, if asked)
+                logits, loss = forward(x, y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if args.grad_clip > 0:
@@ -184,10 +194,10 @@ def train(args):
 
 
 # =================================================================================================
-# The lesson ends here: the model, the data, the loss, the optimiser and the loop are all above.
-# Below is the machinery the loop leans on: reading the prepared files, choosing a device, a number
-# format and an attention path, setting up (and resuming) a run, checkpoints, Ctrl-C, the loss
-# plot and the command line.
+# The lesson ends here: the recipes, the batches, the loss estimate, the optimiser, its schedule
+# and the loop are all above (the model itself is in gpt.py). Below is the machinery the loop
+# leans on: reading the prepared files, choosing a device, a number format and an attention path,
+# setting up (and resuming) a run, checkpoints, Ctrl-C, the loss plot and the command line.
 # =================================================================================================
 
 def load_splits(data_dir):
@@ -211,8 +221,9 @@ def load_splits(data_dir):
 def build_model(model_args, fused_attention=True):
     """A fresh model from a plain dict such as {"model": "bigram", "vocab_size": 65}.
 
-    fused_attention picks how the GPT computes attention: the same function of the weights
-    (equal logits in eval mode); in training only the random dropout masks differ.
+    fused_attention picks how the GPT computes attention: the same logits in eval mode. In training
+    the random dropout masks differ, and on a CPU the fused path skips dropout on the attention
+    weights (see gpt.py).
     """
     kind = model_args.get("model")
     sizes = {k: v for k, v in model_args.items() if k != "model"}
@@ -304,8 +315,8 @@ def keep_freed_memory_on_linux():
 # One run: its set-up, its files, its end
 
 class Run:
-    """Everything train() needs that is not the lesson: the device and number format, the data,
-    the model and optimiser (restored from out/last.pt with --resume), the processes started by
+    """Everything train() needs that is not the lesson: the settings (the recipe, flags, or with
+    --resume the saved run's), the device and number format, the data, the processes started by
     torchrun, and the run's three files in --out-dir:
 
         ckpt.pt   the weights of the best evaluation so far: what generate.py samples
@@ -339,11 +350,13 @@ class Run:
         dtype, why = pick_dtype(args.dtype, device)
         self.say(f"device: {device}" + (" (auto)" if args.device == "auto" else "") + f", dtype: {str(dtype)[6:]} "
                  f"({why})" + (f", {self.world_size} processes" if self.world_size > 1 else ""))
-        fused_attention = True
+        self.fused_attention = True
         if args.model == "gpt":
             self.say(f"recipe: {args.preset}: " + ", ".join(f"{k}={getattr(args, k)}" for k in PRESETS[args.preset]))
-            fused_attention, why = pick_attention(args.attention, device)
-            self.say(f"attention: {'fused' if fused_attention else 'explicit'} ({why})")
+            self.fused_attention, why = pick_attention(args.attention, device)
+            self.say(f"attention: {'fused' if self.fused_attention else 'explicit'} ({why})")
+        self.rank = rank
+        self.saved = saved
         torch.manual_seed(args.seed)  # the same initial weights on every rank
         if device.type == "cpu":
             keep_freed_memory_on_linux()
@@ -358,27 +371,6 @@ class Run:
         self.model_args = {"model": args.model, "vocab_size": len(self.chars)}
         if args.model == "gpt":
             self.model_args.update({k: getattr(args, k) for k in GPT_SIZES})
-        self.model = build_model(self.model_args, fused_attention).to(device)
-        self.optimizer = configure_optimizer(self.model, args.learning_rate, args.weight_decay)
-        n_params = sum(p.numel() for p in self.model.parameters())
-        self.say(f"model: {args.model}, {n_params:,} parameters, vocab_size {len(self.chars)}")
-
-        self.iter_num, self.best_val_loss, self.best_iter_num, self.resumed_at = 0, math.inf, None, None
-        if saved is not None:
-            self.restore(saved)
-        if self.world_size > 1:
-            torch.manual_seed(args.seed + 1000 * rank + self.iter_num)  # each rank draws its own batches
-        self.start = time.time() - (saved["elapsed_s"] if saved else 0.0)  # elapsed time counts across resumes
-
-        # torch.compile traces the model into fused kernels: it takes a while to compile (41 s here)
-        # and pays off on GPUs; on our 2-core CPU its steps were slower (413 vs 317 ms), so it is opt-in.
-        # DistributedDataParallel wraps the model to average gradients across ranks. Both wrappers
-        # are only for the training step: we keep `model` itself for evaluation and state_dict(), so
-        # checkpoints never carry their key prefixes ("_orig_mod.", "module.").
-        self.forward = torch.compile(self.model) if args.compile else self.model
-        if self.world_size > 1:
-            # broadcast_buffers=False: our only buffer is the constant causal mask.
-            self.forward = torch.nn.parallel.DistributedDataParallel(self.forward, broadcast_buffers=False)
         if dtype == torch.bfloat16:
             self.autocast = lambda: torch.autocast(device.type, dtype=torch.bfloat16)
         else:
@@ -391,6 +383,34 @@ class Run:
                     csv.writer(f).writerow(["iter", "train_loss", "val_loss", "elapsed_s"])
         except OSError as e:
             raise UserError(f"cannot write to --out-dir {args.out_dir}: {e.strerror}")
+
+    def start(self, model, optimizer):
+        """Take up the fresh model and optimiser; with --resume, load the saved run into them -> (step, best val)."""
+        self.model, self.optimizer = model, optimizer
+        n_params = sum(p.numel() for p in model.parameters())
+        self.say(f"model: {self.args.model}, {n_params:,} parameters, vocab_size {len(self.chars)}")
+        self.iter_num, self.best_val_loss, self.best_iter_num, self.resumed_at = 0, math.inf, None, None
+        if self.saved is not None:
+            self.restore(self.saved)
+        if self.world_size > 1:
+            torch.manual_seed(self.args.seed + 1000 * self.rank + self.iter_num)  # each rank draws its own batches
+        self.started = time.time() - (self.saved["elapsed_s"] if self.saved else 0.0)  # time counts across resumes
+        return self.iter_num, self.best_val_loss
+
+    def wrap(self, model):
+        """The model as the training step calls it: compiled with --compile, in DDP under torchrun.
+
+        torch.compile traces the model into fused kernels: it takes a while to compile (41 s here)
+        and pays off on GPUs; on our 2-core CPU its steps were slower (413 vs 317 ms), so it is
+        opt-in. DistributedDataParallel averages the gradients across ranks. Both wrappers are
+        only for the training step: evaluation and state_dict() use `model` itself, so
+        checkpoints never carry their key prefixes ("_orig_mod.", "module.").
+        """
+        forward = torch.compile(model) if self.args.compile else model
+        if self.world_size > 1:
+            # broadcast_buffers=False: our only buffer is the constant causal mask.
+            forward = torch.nn.parallel.DistributedDataParallel(forward, broadcast_buffers=False)
+        return forward
 
     def restore(self, saved):
         """Load a last.pt written by this project into the fresh model and optimiser, and take up its step."""
@@ -411,15 +431,15 @@ class Run:
         self.say(f"resuming from {self.last_path} at step {self.iter_num} (best val loss {self.best_val_loss:.4f})")
 
     def elapsed(self):
-        return time.time() - self.start
+        return time.time() - self.started
 
     def evaluates(self, iter_num):
         """Whether this process evaluates at iter_num: rank 0 does, except at the step a resume starts from."""
         return self.master and iter_num != self.resumed_at
 
-    def progress_bar(self):
+    def progress_bar(self, iter_num):
         # disable=None: a live bar in a terminal; none when the output goes to a file or a pipe.
-        return tqdm(total=self.args.max_iters, initial=self.iter_num, desc="training", unit="it",
+        return tqdm(total=self.args.max_iters, initial=iter_num, desc="training", unit="it",
                     dynamic_ncols=True, disable=None if self.master else True)
 
     def checkpoint(self, iter_num, best_val_loss, with_state):

@@ -7,10 +7,45 @@ Benchmarks behind the README's figures. Not a test (pytest does not collect it);
     python tests/benchmark.py generate             # sampling speed with and without the KV cache
     python tests/benchmark.py prepare              # prepare.py on a 1 GB text: MB/s, peak memory
 
-speed: each variant runs as its own process (python start-up, imports, model build and all),
-R rounds interleaved so that a noisy machine hurts every variant alike; we report medians of the
-whole-process time, of the per-step time (first step excluded) and the ratio against the plain
-lecture-style float32 code measured in the same run.
+Everything runs on the CPU. Timings on a shared machine vary from run to run, so speed and
+generate repeat their work, let the variants they compare take turns, and report medians.
+
+speed: training steps at the sizes of one of train.py's recipes (--config lecture: B 64, T 256,
+6 layers, 6 heads, 384 channels, dropout 0.2; --config cpu: the CPU recipe's sizes). The variants
+are the plain code (ReferenceGPT from tests/lecture_gpt.py: one module per head, float32, AdamW
+at a constant learning rate, no gradient clipping) and gpt.py's GPT with train.py's optimiser,
+gradient clipping and memory setting, once per --attention path (default: explicit, then fused),
+in the number format --dtype picks (auto: bfloat16 on a CPU that supports it natively). Each
+variant runs as its own process (Python start-up, imports, model build and all), --iters steps
+(default 8) on random ids from a fixed seed, and the whole process is timed from outside. Inside,
+each step (drawing a batch, the forward and backward pass, the optimiser step) is timed, and the
+median over the steps after the first is that process's time per step. There are --rounds
+rounds (default 3); each runs every variant once, one after another, so that a noisy spell hurts
+every variant alike. Reported per variant: the medians over the rounds of the whole-process time
+and of the time per step, tokens per second (B x T over that time per step), and the speed-up:
+the plain code's median whole-process time divided by the variant's.
+
+quality: runs train.py as a user would, with the flags given after --, in a temporary --out-dir
+(its checkpoints are thrown away), and times the whole process. From the run's log.csv it
+reports the best validation loss, and the best among the evaluations made within --minutes
+(default 10) of training time as log.csv's elapsed_s column counts it. One run per call.
+
+generate: loads a checkpoint (default out/ckpt.pt) as generate.py does, with the fused attention
+kernel, and samples from a newline on the CPU, in float32, batch 1, seed 0 for every sample. Two
+measurements. First, the speed-up over the first block_size characters, where the cache works:
+--window-rounds rounds (default 20), each a window with the cache and then one without. Each
+character's time, from the second character on (the first is the same one-position pass on both
+paths), is the median over the rounds; those medians added up are the window's time for each
+path. Reported: characters per second for each path, the speed-up (the uncached time divided by
+the cached), and the lowest and highest speed-up of a single round. Second, --tokens characters
+(default 1,000) with each path, --rounds times (default 3), the two paths taking turns: the
+median time to the first character and the median rate over the characters after it.
+
+prepare: writes a text of about --size-mb MB (default 1,000) by repeating --text (tiny
+Shakespeare in ../shared by default) into a temporary folder just before the run, so that it sits
+in the page cache; then runs prepare.py on it as its own process and times the whole process.
+Reported: the size, the time, MB per second, and the peak resident memory of the prepare.py
+process (getrusage of the children). One run per call.
 """
 
 import argparse
@@ -146,8 +181,8 @@ def prepare_speed(args):
 def generation(args):
     """Characters per second with and without the KV cache, and the time to the first character.
 
-    Two measurements. (1) The target: the speed-up over the first block_size characters, where the
-    cache works. That window takes well under a second, and a burst of load from a neighbour on a
+    Two measurements. (1) The speed-up over the first block_size characters, where the cache
+    works. That window takes well under a second, and a burst of load from a neighbour on a
     shared machine swung one timed window by 2x. So we time --window-rounds rounds of a window with
     and a window without the cache, and take each character's time as the median over the rounds.
     (2) --tokens characters with each path, --rounds times, for the rates past the window and the

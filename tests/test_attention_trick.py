@@ -1,5 +1,5 @@
 """
-The lecture's "mathematical trick in self-attention", as an executable notebook.
+Step 4 of the lesson: the lecture's "mathematical trick in self-attention", as an executable notebook.
 
 We want each position t to gather information from positions 0..t, never from the future. The
 simplest way to gather is to average. Each version below computes the same thing as the one

@@ -126,3 +126,21 @@ def test_dropout_masks_follow_the_seed():
     first = Dropout(0.5)(x)
     torch.manual_seed(5)
     assert torch.equal(Dropout(0.5)(x), first)
+
+
+def test_under_cpu_autocast_the_layer_norms_and_the_loss_stay_float32(monkeypatch):
+    """What pick_dtype's docstring in train.py says bfloat16 autocast does to this model on a CPU."""
+    from torch.nn import functional as F
+    seen = []
+    softmax = F.softmax
+    monkeypatch.setattr(F, "softmax", lambda x, dim: seen.append(("softmax", x.dtype)) or softmax(x, dim=dim))
+    explicit = small_gpt(fused_attention=False)
+    for module in explicit.modules():
+        if isinstance(module, torch.nn.LayerNorm):
+            module.register_forward_hook(lambda module, inputs, output: seen.append(("layer norm", output.dtype)))
+    idx = torch.randint(65, (2, 16))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits, loss = explicit(idx, idx)
+    assert {dtype for kind, dtype in seen if kind == "layer norm"} == {torch.float32}   # they read the float32 stream
+    assert {dtype for kind, dtype in seen if kind == "softmax"} == {torch.bfloat16}     # it reads a bf16 product
+    assert logits.dtype == torch.bfloat16 and loss.dtype == torch.float32
