@@ -30,6 +30,7 @@ import pickle
 import signal
 import sys
 import time
+import warnings
 
 import numpy as np
 import torch
@@ -176,16 +177,20 @@ def train(args):
             with run.autocast():
                 logits, loss = forward(x, y)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            # In float32 and bfloat16 the scaler does nothing: these three lines are loss.backward()
+            # and optimizer.step(). In float16, tiny gradients would round to zero, so the loss is
+            # multiplied by a large scale first and the gradients divided by it before the step;
+            # a step whose gradients overflowed is skipped and the scale lowered (Run.scaler).
+            run.scaler.scale(loss).backward()
             if args.grad_clip > 0:
                 # One unlucky batch can produce a huge gradient; cap its length so it cannot
                 # throw the weights far from where the previous steps brought them.
+                run.scaler.unscale_(optimizer)
                 torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
-            optimizer.step()
+            run.scaler.step(optimizer)
+            run.scaler.update()
             loss_value = loss.item()
-            if not math.isfinite(loss_value):
-                raise UserError(f"the loss became {loss_value} at step {iter_num}; stopped. {run.ckpt_path} keeps "
-                                f"the best weights and {run.last_path} the last good state; try a lower --learning-rate")
+            run.check_loss(loss_value, iter_num)   # a loss that became (and stays) inf or NaN stops the run
             iter_num += 1
             progress.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.1e}", refresh=False)
             progress.update()
@@ -251,23 +256,47 @@ def pick_device(name):
 
 
 def pick_dtype(name, device):
-    """'auto' -> (torch dtype, reason): bfloat16 where the hardware multiplies it natively, else float32.
+    """--dtype -> (torch dtype, reason): the number format of the matrix multiplies.
 
     bfloat16 keeps float32's range with fewer digits: plenty for a matrix multiply, and half the
     memory traffic. Under autocast the matrix multiplies (the Linear layers and attention's two
-    products) run in bfloat16; the weights, the residual stream, the layer norms (which read that
+    products) run in it; the weights, the residual stream, the layer norms (which read that
     float32 stream) and the loss stay float32. What takes a multiply's output directly runs in
     bfloat16 on a CPU: the attention softmax and the ReLU (checked with torch 2.13; CUDA's
     autocast computes the softmax in float32).
+    float16 has more digits than bfloat16 but a far smaller range: gradients below about 6e-8
+    round to zero, so it trains only with a loss scaler (Run.scaler). It is the fast format of
+    GPUs made before bfloat16 hardware (NVIDIA compute capability below 8.0, e.g. a T4 or V100)
+    and of Apple's GPUs.
+    'auto': on CUDA, bfloat16 from compute capability 8.0 (Ampere) on, else float16; on Apple's
+    MPS, float16; on a CPU, bfloat16 where it has AVX512-BF16 or AMX, else float32.
     """
-    if name != "auto":
-        if name == "bfloat16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
-            raise UserError("--dtype bfloat16: this GPU has no bfloat16 support; use --dtype float32")
-        return getattr(torch, name), "asked for"
+    if name == "auto":
+        dtype, why = auto_dtype(device)
+    else:
+        dtype, why = getattr(torch, name), f"--dtype {name}"
+        if name == "bfloat16" and device.type == "cuda" and torch.cuda.get_device_capability(device)[0] < 8:
+            major, minor = torch.cuda.get_device_capability(device)
+            raise UserError(f"--dtype bfloat16: this GPU (compute capability {major}.{minor}) has no bfloat16 "
+                            f"hardware, only a slow emulation; use --dtype float16 or float32")
+    if dtype != torch.float32 and not autocast_works(device, dtype):
+        if name == "auto":
+            return torch.float32, f"auto: PyTorch {torch.__version__} cannot compute in {str(dtype)[6:]} on {device.type}"
+        raise UserError(f"--dtype {name}: PyTorch {torch.__version__} cannot compute in {name} on "
+                        f"{device.type}; use --dtype float32")
+    return dtype, why
+
+
+def auto_dtype(device):
+    """The fastest number format this device multiplies natively -> (dtype, reason)."""
     if device.type == "cuda":
-        if torch.cuda.is_bf16_supported():
-            return torch.bfloat16, "auto: this GPU supports it"
-        return torch.float32, "auto: this GPU has no bfloat16"
+        major, minor = torch.cuda.get_device_capability(device)
+        if major >= 8:
+            return torch.bfloat16, f"auto: compute capability {major}.{minor} multiplies bfloat16 natively"
+        return torch.float16, (f"auto: compute capability {major}.{minor} has no bfloat16 hardware (8.0 and "
+                               f"later have); float16 with a loss scaler")
+    if device.type == "mps":
+        return torch.float16, "auto: Apple GPUs multiply float16 natively; float16 with a loss scaler"
     if device.type == "cpu":
         # AVX512-BF16 (recent AMD and Intel) and AMX (Intel Sapphire Rapids and later) multiply
         # bfloat16 in hardware; elsewhere bfloat16 is emulated and slower than float32.
@@ -276,6 +305,22 @@ def pick_dtype(name, device):
                 return torch.bfloat16, f"auto: this CPU has {feature}"
         return torch.float32, "auto: this CPU has no native bfloat16"
     return torch.float32, f"auto: {device.type}"
+
+
+def autocast_works(device, dtype):
+    """Whether this PyTorch can autocast to dtype on device (and, for float16, scale the loss there):
+    tried on one small layer. Where it cannot, autocast would only warn and stay in float32."""
+    try:
+        layer = torch.nn.Linear(4, 4).to(device)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with torch.autocast(device.type, dtype=dtype):
+                out = layer(torch.ones(1, 4, device=device))
+            if dtype == torch.float16:
+                torch.amp.GradScaler(device.type)
+        return out.dtype == dtype
+    except (RuntimeError, ValueError, AssertionError, TypeError):
+        return False
 
 
 def pick_attention(name, device):
@@ -313,6 +358,8 @@ def keep_freed_memory_on_linux():
 
 # -----------------------------------------------------------------------------
 # One run: its set-up, its files, its end
+
+PATIENT_STEPS = 20  # float16: steps in a row with an inf or NaN loss before the run counts as diverged
 
 class Run:
     """Everything train() needs that is not the lesson: the settings (the recipe, flags, or with
@@ -371,10 +418,16 @@ class Run:
         self.model_args = {"model": args.model, "vocab_size": len(self.chars)}
         if args.model == "gpt":
             self.model_args.update({k: getattr(args, k) for k in GPT_SIZES})
-        if dtype == torch.bfloat16:
-            self.autocast = lambda: torch.autocast(device.type, dtype=torch.bfloat16)
-        else:
+        if dtype == torch.float32:
             self.autocast = contextlib.nullcontext
+        else:
+            self.autocast = lambda: torch.autocast(device.type, dtype=dtype)
+        # float16 only (enabled=False makes every call a pass-through): scale the loss up before
+        # backward so that small gradients survive float16's range, unscale them before the step,
+        # and skip a step whose gradients overflowed to inf or NaN, halving the scale. The scale
+        # grows again (x2 every 2000 clean steps): it settles just below where gradients overflow.
+        self.scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
+        self.skipped_steps, self.bad_losses_in_a_row = 0, 0
 
         try:
             os.makedirs(args.out_dir, exist_ok=True)
@@ -392,6 +445,7 @@ class Run:
         self.iter_num, self.best_val_loss, self.best_iter_num, self.resumed_at = 0, math.inf, None, None
         if self.saved is not None:
             self.restore(self.saved)
+        self.last_scale = self.scaler.get_scale()  # float16: the loss scale; a drop means a skipped step
         if self.world_size > 1:
             torch.manual_seed(self.args.seed + 1000 * self.rank + self.iter_num)  # each rank draws its own batches
         self.started = time.time() - (self.saved["elapsed_s"] if self.saved else 0.0)  # time counts across resumes
@@ -408,8 +462,9 @@ class Run:
         """
         forward = torch.compile(model) if self.args.compile else model
         if self.world_size > 1:
-            # broadcast_buffers=False: our only buffer is the constant causal mask.
-            forward = torch.nn.parallel.DistributedDataParallel(forward, broadcast_buffers=False)
+            # DDP also copies rank 0's buffers to the other ranks before each forward: here only the
+            # constant causal mask (64 KB at block_size 256), a negligible cost.
+            forward = torch.nn.parallel.DistributedDataParallel(forward)
         return forward
 
     def restore(self, saved):
@@ -422,6 +477,8 @@ class Run:
                             f"resume without size flags, or train afresh in another --out-dir")
         self.model.load_state_dict(saved["model"])
         self.optimizer.load_state_dict(saved["optimizer"])
+        if self.scaler.is_enabled() and saved.get("scaler"):  # a float16 run's loss scale and its counters
+            self.scaler.load_state_dict(saved["scaler"])
         torch.set_rng_state(saved["rng_state"].cpu())
         if self.device.type == "cuda" and saved.get("cuda_rng_state") is not None:
             torch.cuda.set_rng_state(saved["cuda_rng_state"].cpu())
@@ -442,13 +499,34 @@ class Run:
         return tqdm(total=self.args.max_iters, initial=iter_num, desc="training", unit="it",
                     dynamic_ncols=True, disable=None if self.master else True)
 
+    def check_loss(self, loss_value, iter_num):
+        """After a step: stop the run (one line) on a loss that is inf or NaN; in float16, only once
+        it stays so, and count the steps the loss scaler skipped.
+
+        With a loss scaler an overflow in one step is expected: the scaler skips that step and
+        lowers the scale (it only ever lowers it after a skip), so it is not divergence. A loss
+        still inf or NaN after PATIENT_STEPS steps in a row is.
+        """
+        if self.scaler.is_enabled():
+            scale = self.scaler.get_scale()
+            self.skipped_steps += scale < self.last_scale
+            self.last_scale = scale
+        if math.isfinite(loss_value):
+            self.bad_losses_in_a_row = 0
+            return
+        self.bad_losses_in_a_row += 1
+        if self.scaler.is_enabled() and self.bad_losses_in_a_row < PATIENT_STEPS:
+            return
+        raise UserError(f"the loss became {loss_value} at step {iter_num}; stopped. {self.ckpt_path} keeps "
+                        f"the best weights and {self.last_path} the last good state; try a lower --learning-rate")
+
     def checkpoint(self, iter_num, best_val_loss, with_state):
         """The plain dict a checkpoint holds: weights, sizes, vocabulary and settings; with_state adds
         what exact resumption needs (optimiser, random state, time spent)."""
         saved = {"model": self.model.state_dict(), "model_args": self.model_args, "vocab": self.chars,
                  "iter_num": iter_num, "best_val_loss": best_val_loss, "config": vars(self.args)}
         if with_state:
-            saved.update(optimizer=self.optimizer.state_dict(), elapsed_s=self.elapsed(),
+            saved.update(optimizer=self.optimizer.state_dict(), scaler=self.scaler.state_dict(), elapsed_s=self.elapsed(),
                          best_iter_num=self.best_iter_num, rng_state=torch.get_rng_state(),
                          cuda_rng_state=torch.cuda.get_rng_state() if self.device.type == "cuda" else None)
         return saved
@@ -466,6 +544,9 @@ class Run:
     def finish(self, iter_num, best_val_loss, interrupted):
         """Save the state the run ended in (also after Ctrl-C) and say which file holds what."""
         if self.world_size > 1:
+            # Every rank waits here for rank 0's last evaluation: a rank that left the group
+            # while another was still in it could abort the whole run.
+            torch.distributed.barrier()
             torch.distributed.destroy_process_group()
             if not self.master:
                 return
@@ -477,6 +558,9 @@ class Run:
             print(best)
             raise KeyboardInterrupt
         print(plot_log(self.log_path))
+        if self.scaler.is_enabled():
+            print(f"float16: the loss scaler skipped {self.skipped_steps} step(s) whose gradients overflowed "
+                  f"(scale now {self.scaler.get_scale():g})")
         print(best)
         print(f"last step {iter_num}: {self.last_path}, the state --resume continues from; "
               f"losses in {self.log_path}; {self.elapsed():.1f} s")
@@ -659,9 +743,10 @@ def parse_args(argv=None):
     hp.add_argument("--grad-clip", type=number(float, zero_allowed=True), help="clip the gradient norm to this (0: off)")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"],
                         help="where to train; auto picks CUDA, then MPS, then CPU (default: auto)")
-    parser.add_argument("--dtype", choices=["auto", "float32", "bfloat16"],
-                        help="number format of the matrix multiplies; auto: bfloat16 on GPUs and CPUs "
-                             "that support it natively, else float32 (default: auto)")
+    parser.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"],
+                        help="number format of the matrix multiplies (float16 with a loss scaler); auto: "
+                             "bfloat16 on GPUs of compute capability 8.0+ and CPUs with AVX512-BF16 or AMX, "
+                             "float16 on older GPUs and Apple's MPS, else float32 (default: auto)")
     parser.add_argument("--attention", choices=["auto", "fused", "manual"],
                         help="GPT attention: one fused PyTorch call, or the explicit masked softmax; the "
                              "same function, different speed (default: auto, the faster one here)")

@@ -144,3 +144,20 @@ def test_under_cpu_autocast_the_layer_norms_and_the_loss_stay_float32(monkeypatc
     assert {dtype for kind, dtype in seen if kind == "layer norm"} == {torch.float32}   # they read the float32 stream
     assert {dtype for kind, dtype in seen if kind == "softmax"} == {torch.bfloat16}     # it reads a bf16 product
     assert logits.dtype == torch.bfloat16 and loss.dtype == torch.float32
+
+
+def test_the_fused_path_drops_attention_weights_on_every_device_but_the_cpu(monkeypatch):
+    """CUDA and Apple's MPS apply dropout inside the fused kernel; only a CPU skips it (see gpt.py)."""
+    from torch.nn import functional as F
+    seen = []
+    fused_call = F.scaled_dot_product_attention
+
+    def spy(q, k, v, **options):
+        seen.append((q.device.type, options["dropout_p"]))
+        return fused_call(q, k, v, **options)
+    monkeypatch.setattr(F, "scaled_dot_product_attention", spy)
+    model = small_gpt(fused_attention=True, dropout=0.2).train()
+    model(torch.randint(65, (2, 8)))
+    # The meta device computes shapes only: a stand-in for any device that is not a CPU.
+    model.to("meta")(torch.randint(65, (2, 8), device="meta"))
+    assert seen == [("cpu", 0.0)] * 2 + [("meta", 0.2)] * 2     # one call per layer, 2 layers

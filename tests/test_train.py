@@ -4,10 +4,12 @@ import csv
 import math
 
 import numpy as np
+import pytest
 import torch
 
 import train
 from conftest import assert_one_line_error, run_script
+from prepare import UserError
 
 
 def test_get_batch_shapes_and_targets_are_inputs_shifted_by_one():
@@ -153,6 +155,67 @@ def test_resume_continues_exactly_where_it_stopped(prepared):
         with open(prepared / folder / "log.csv", newline="") as f:
             return [(r["iter"], r["train_loss"], r["val_loss"]) for r in csv.DictReader(f)]
     assert losses("straight") == losses("halves")
+
+
+# --- number formats: float16 with a loss scaler, and what auto picks where ---------------------
+
+def test_auto_dtype_gives_pre_ampere_gpus_float16_and_ampere_ones_bfloat16(monkeypatch):
+    monkeypatch.setattr(train, "autocast_works", lambda device, dtype: True)   # as on a machine that has them
+    cuda = torch.device("cuda")
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 5))   # a T4
+    dtype, why = train.pick_dtype("auto", cuda)
+    assert dtype == torch.float16 and "compute capability 7.5" in why and "loss scaler" in why
+    with pytest.raises(UserError, match="compute capability 7.5.*--dtype float16"):
+        train.pick_dtype("bfloat16", cuda)                        # emulated bfloat16 is refused, not slow
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (8, 0))   # an A100
+    dtype, why = train.pick_dtype("auto", cuda)
+    assert dtype == torch.bfloat16 and "compute capability 8.0" in why
+    dtype, why = train.pick_dtype("auto", torch.device("mps"))
+    assert dtype == torch.float16 and "Apple" in why
+
+
+def test_a_number_format_pytorch_cannot_compute_here_is_refused_or_avoided(monkeypatch):
+    assert train.autocast_works(torch.device("cpu"), torch.float16)   # PyTorch does float16 on a CPU
+    monkeypatch.setattr(train, "autocast_works", lambda device, dtype: False)
+    with pytest.raises(UserError, match="cannot compute in float16 on cpu; use --dtype float32"):
+        train.pick_dtype("float16", torch.device("cpu"))
+    dtype, why = train.pick_dtype("auto", torch.device("mps"))    # auto falls back and says why
+    assert dtype == torch.float32 and "cannot compute in float16" in why
+
+
+def test_float16_trains_and_resumes_exactly_with_its_loss_scale(prepared):
+    common = TINY_GPT + ["--dtype", "float16", "--dropout", "0.1", "--eval-interval", "10",
+                         "--lr-decay-iters", "40", "--learning-rate", "3e-3", "--data-dir", str(prepared / "data")]
+    train.train(train.parse_args(common + ["--max-iters", "40", "--out-dir", str(prepared / "straight")]))
+    train.train(train.parse_args(common + ["--max-iters", "20", "--out-dir", str(prepared / "halves")]))
+    train.train(train.parse_args(["--resume", "--max-iters", "40", "--out-dir", str(prepared / "halves")]))
+    straight = torch.load(prepared / "straight" / "last.pt", weights_only=True)
+    halves = torch.load(prepared / "halves" / "last.pt", weights_only=True)
+    assert straight["config"]["dtype"] == halves["config"]["dtype"] == "float16"
+    assert straight["scaler"]["scale"] > 0 and straight["scaler"] == halves["scaler"]
+    for name, weight in straight["model"].items():
+        assert torch.equal(weight, halves["model"][name]), name
+    with open(prepared / "straight" / "log.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert float(rows[-1]["val_loss"]) < float(rows[0]["val_loss"]) - 0.5   # it learns
+
+
+def test_float16_steps_the_scaler_skips_do_not_stop_the_run(prepared, monkeypatch, capsys):
+    # A first scale of 2**40 overflows float16's range (65504), so the first steps are skipped
+    # and the scale halved each time until the gradients fit.
+    scaler = torch.amp.GradScaler
+    monkeypatch.setattr(torch.amp, "GradScaler", lambda device, **kw: scaler(device, init_scale=2.0**40, **kw))
+    train.train(train.parse_args(TINY_GPT + ["--dtype", "float16", "--max-iters", "40", "--eval-interval", "20",
+                                             "--data-dir", str(prepared / "data"), "--out-dir", str(prepared / "out")]))
+    skipped = int(capsys.readouterr().out.split("the loss scaler skipped ")[1].split()[0])
+    assert skipped >= 10                                         # 2**40 down to 2**16 or less
+    assert torch.load(prepared / "out" / "last.pt", weights_only=True)["iter_num"] == 40
+
+
+def test_float16_a_loss_that_stays_infinite_stops_with_one_line(prepared):
+    result = run_script("train.py", *TINY_GPT, "--dtype", "float16", "--learning-rate", "1e30", "--grad-clip", "0",
+                        "--warmup-iters", "0", "--max-iters", "200", "--eval-interval", "1000", cwd=prepared)
+    assert_one_line_error(result, "the loss became", "last good state")
 
 
 def test_ckpt_holds_the_best_evaluations_weights_and_last_the_state_to_resume(prepared, monkeypatch):
