@@ -46,20 +46,23 @@ from prepare import UserError
 PRESETS = {
     # The lecture's bigram.py: a constant learning rate is all a lookup table needs.
     "bigram": dict(batch_size=32, block_size=8, max_iters=3000, eval_interval=300, eval_iters=200,
-                   learning_rate=1e-2, min_lr=1e-2, warmup_iters=0, weight_decay=0.0, grad_clip=0.0),
+                   learning_rate=1e-2, min_lr=1e-2, warmup_iters=0, weight_decay=0.0, grad_clip=0.0,
+                   optimizer="adamw", time_budget=None),
     # The lecture's model and batch (B 64, T 256, 6 layers, 6 heads, 384 channels, dropout 0.2,
     # 5000 steps). The lecture trains it with AdamW at a constant 3e-4; here with nanoGPT's settings
     # for it: a peak of 1e-3 after a short warmup, cosine decay to 1e-4, weight decay 0.1 on the
     # matrices, beta2 0.99, gradients clipped at 1 (see configure_optimizer and get_lr).
     "lecture": dict(batch_size=64, block_size=256, n_layer=6, n_head=6, n_embd=384, dropout=0.2,
                     max_iters=5000, eval_interval=500, eval_iters=200, learning_rate=1e-3,
-                    min_lr=1e-4, warmup_iters=100, weight_decay=0.1, grad_clip=1.0),
+                    min_lr=1e-4, warmup_iters=100, weight_decay=0.1, grad_clip=1.0,
+                    optimizer="adamw", time_budget=None),
     # Tuned by 14 full runs for the lowest validation loss in about 10 minutes on 2 CPU cores with
     # AVX512-BF16: in that time wider, deeper or longer-context models learned more per step but
     # took too few steps. No dropout: 0.1 measured worse, and slower, in 10 minutes.
     "cpu": dict(batch_size=48, block_size=128, n_layer=4, n_head=4, n_embd=256, dropout=0.0,
                 max_iters=1100, eval_interval=300, eval_iters=20, learning_rate=2e-3,
-                min_lr=2e-4, warmup_iters=100, weight_decay=0.1, grad_clip=1.0),
+                min_lr=2e-4, warmup_iters=100, weight_decay=0.1, grad_clip=1.0,
+                optimizer="adamw", time_budget=None),
 }
 GPT_SIZES = ("block_size", "n_layer", "n_head", "n_embd", "dropout")
 
@@ -110,18 +113,44 @@ def estimate_loss(model, splits, eval_iters, batch_size, block_size, device, aut
 # -----------------------------------------------------------------------------
 # Optimisation: AdamW, its learning-rate schedule
 
-def configure_optimizer(model, learning_rate, weight_decay):
-    """AdamW with weight decay on the matrices (and embeddings) only.
+def configure_optimizer(model, learning_rate, weight_decay, optimizer="adamw", muon_lr_scale=1.0):
+    """AdamW (the lecture's optimiser) -> a torch optimiser; or Muon for the weight matrices inside the
+    blocks, with AdamW for everything else -> the two as one (class Optimizers, below the divider).
 
     Weight decay pulls weights towards zero, a pressure to use small, spread-out weights. Biases
     and layer-norm gains are single numbers per channel whose size is their whole job: leave them.
     beta2 = 0.99 instead of 0.999: in a few thousand steps the second-moment estimate should
-    forget its noisy start sooner.
+    forget its noisy start sooner. Each parameter group's "lr_scale" multiplies the scheduled
+    learning rate (the training loop sets every group's lr).
     """
     decay = [p for p in model.parameters() if p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.dim() < 2]
-    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=learning_rate, betas=(0.9, 0.99))
+    if optimizer == "adamw":
+        groups = [{"params": decay, "weight_decay": weight_decay, "lr_scale": 1.0},
+                  {"params": no_decay, "weight_decay": 0.0, "lr_scale": 1.0}]
+        return torch.optim.AdamW(groups, lr=learning_rate, betas=(0.9, 0.99))
+    # Muon (MomentUm Orthogonalized by Newton-Schulz) keeps a momentum of the gradient, as SGD
+    # does, but does not step along it directly. A weight matrix's momentum is dominated by a few
+    # directions, and a plain step would move the matrix mostly along those. Muon replaces the
+    # momentum by the nearest orthogonal matrix (the same singular vectors, every singular value
+    # set to 1), found with five cheap Newton-Schulz iterations of matrix multiplies, so every
+    # direction of the matrix moves at a similar rate. That learns more per step than AdamW, which
+    # scales each number on its own and never sees the matrix as a whole. It is made for the 2-D
+    # weights between layers; the embeddings, the output head, biases and layer-norm gains stay
+    # with AdamW. adjust_lr_fn="match_rms_adamw" sizes Muon's steps like AdamW's, so one
+    # learning rate serves both (times muon_lr_scale for the matrices).
+    if not hasattr(torch.optim, "Muon"):
+        raise UserError(f"--optimizer muon needs PyTorch 2.9 or later (this is {torch.__version__}); "
+                        f"upgrade torch or use --optimizer adamw")
+    matrices = [p for block in model.blocks for p in block.parameters() if p.dim() == 2]
+    in_muon = {id(p) for p in matrices}
+    muon = torch.optim.Muon([{"params": matrices, "lr_scale": muon_lr_scale}], lr=learning_rate * muon_lr_scale,
+                            weight_decay=weight_decay, adjust_lr_fn="match_rms_adamw")
+    adamw = torch.optim.AdamW([{"params": [p for p in decay if id(p) not in in_muon], "weight_decay": weight_decay,
+                                "lr_scale": 1.0},
+                               {"params": no_decay, "weight_decay": 0.0, "lr_scale": 1.0}],
+                              lr=learning_rate, betas=(0.9, 0.99))
+    return Optimizers(muon=muon, adamw=adamw)
 
 
 def get_lr(iter_num, learning_rate, min_lr, warmup_iters, lr_decay_iters):
@@ -147,7 +176,7 @@ def train(args):
     # The settings, the device and number format, the data and the run's files: class Run, below.
     run = Run(args)
     model = build_model(run.model_args, run.fused_attention).to(run.device)
-    optimizer = configure_optimizer(model, args.learning_rate, args.weight_decay)
+    optimizer = configure_optimizer(model, args.learning_rate, args.weight_decay, args.optimizer, args.muon_lr_scale)
     # A fresh run starts at step 0; with --resume, the saved weights, optimiser and step come back.
     iter_num, best_val_loss = run.start(model, optimizer)
     # What the training step calls: the model itself, or the wrapper that torch.compile (--compile)
@@ -155,10 +184,12 @@ def train(args):
     forward = run.wrap(model)
     with stop_after_ctrl_c() as stop, run.progress_bar(iter_num) as progress:
         while True:
+            # The run ends after max_iters steps or, with --time-budget, when its time is up.
+            last_step = run.finished(iter_num)
             # Every eval_interval steps, and after the last one: measure both splits, log them,
             # and keep the weights with the best validation loss so far in ckpt.pt. (Under
             # torchrun only rank 0 does; a resumed run has already evaluated its first step.)
-            if (iter_num % args.eval_interval == 0 or iter_num == args.max_iters) and run.evaluates(iter_num):
+            if (iter_num % args.eval_interval == 0 or last_step) and run.evaluates(iter_num):
                 losses = estimate_loss(model, run.splits, args.eval_iters, args.batch_size, args.block_size,
                                        run.device, run.autocast)
                 progress.write(f"step {iter_num}: train loss {losses['train']:.4f}, "
@@ -166,13 +197,15 @@ def train(args):
                 improved = losses["val"] < best_val_loss
                 best_val_loss = min(best_val_loss, losses["val"])
                 run.record(iter_num, losses, best_val_loss, improved)   # log.csv; ckpt.pt if improved; last.pt
-            if iter_num >= args.max_iters or stop.requested:
+            if last_step or stop.requested:
                 break
 
-            # One step of gradient descent on one random batch.
-            lr = get_lr(iter_num, args.learning_rate, args.min_lr, args.warmup_iters, args.lr_decay_iters)
+            # One step of gradient descent on one random batch. The learning rate follows the
+            # schedule by step or, with --time-budget, by the share of the time used.
+            lr = get_lr(run.schedule_step(iter_num), args.learning_rate, args.min_lr, args.warmup_iters,
+                        args.lr_decay_iters)
             for group in optimizer.param_groups:
-                group["lr"] = lr
+                group["lr"] = lr * group["lr_scale"]
             x, y = get_batch(run.train_data, args.batch_size, args.block_size, run.device)
             with run.autocast():
                 logits, loss = forward(x, y)
@@ -360,6 +393,7 @@ def keep_freed_memory_on_linux():
 # One run: its set-up, its files, its end
 
 PATIENT_STEPS = 20  # float16: steps in a row with an inf or NaN loss before the run counts as diverged
+clock = time.monotonic  # the run's stopwatch, in seconds
 
 class Run:
     """Everything train() needs that is not the lesson: the settings (the recipe, flags, or with
@@ -448,7 +482,7 @@ class Run:
         self.last_scale = self.scaler.get_scale()  # float16: the loss scale; a drop means a skipped step
         if self.world_size > 1:
             torch.manual_seed(self.args.seed + 1000 * self.rank + self.iter_num)  # each rank draws its own batches
-        self.started = time.time() - (self.saved["elapsed_s"] if self.saved else 0.0)  # time counts across resumes
+        self.started = clock() - (self.saved["elapsed_s"] if self.saved else 0.0)  # time counts across resumes
         return self.iter_num, self.best_val_loss
 
     def wrap(self, model):
@@ -476,7 +510,11 @@ class Run:
             raise UserError(f"{self.last_path} holds a different model ({saved['model_args']}); "
                             f"resume without size flags, or train afresh in another --out-dir")
         self.model.load_state_dict(saved["model"])
-        self.optimizer.load_state_dict(saved["optimizer"])
+        try:
+            self.optimizer.load_state_dict(saved["optimizer"])
+        except (ValueError, KeyError, TypeError):
+            raise UserError(f"{self.last_path} was trained with --optimizer {saved['config'].get('optimizer', 'adamw')}; "
+                            f"resume without --optimizer, or train afresh in another --out-dir")
         if self.scaler.is_enabled() and saved.get("scaler"):  # a float16 run's loss scale and its counters
             self.scaler.load_state_dict(saved["scaler"])
         torch.set_rng_state(saved["rng_state"].cpu())
@@ -488,7 +526,26 @@ class Run:
         self.say(f"resuming from {self.last_path} at step {self.iter_num} (best val loss {self.best_val_loss:.4f})")
 
     def elapsed(self):
-        return time.time() - self.started
+        """Seconds of this run so far, counting the time of the runs it resumes."""
+        return clock() - self.started
+
+    def finished(self, iter_num):
+        """Whether the run ends at iter_num: after max_iters steps, or with a time budget once it is spent."""
+        if self.args.time_budget is None:
+            return iter_num >= self.args.max_iters
+        out_of_time = self.elapsed() >= 60 * self.args.time_budget
+        if self.world_size > 1:  # every rank must stop at the same step: rank 0's clock decides
+            flag = torch.tensor([float(out_of_time)], device=self.device)
+            torch.distributed.broadcast(flag, src=0)
+            out_of_time = bool(flag.item())
+        return out_of_time
+
+    def schedule_step(self, iter_num):
+        """Where the learning-rate schedule stands: the step, or with a time budget the share of the
+        budget used times lr_decay_iters (so the warmup and the decay stretch to fit the time)."""
+        if self.args.time_budget is None:
+            return iter_num
+        return min(1.0, self.elapsed() / (60 * self.args.time_budget)) * self.args.lr_decay_iters
 
     def evaluates(self, iter_num):
         """Whether this process evaluates at iter_num: rank 0 does, except at the step a resume starts from."""
@@ -496,7 +553,9 @@ class Run:
 
     def progress_bar(self, iter_num):
         # disable=None: a live bar in a terminal; none when the output goes to a file or a pipe.
-        return tqdm(total=self.args.max_iters, initial=iter_num, desc="training", unit="it",
+        # With a time budget the number of steps is not known in advance: the bar counts them.
+        total = self.args.max_iters if self.args.time_budget is None else None
+        return tqdm(total=total, initial=iter_num, desc="training", unit="it",
                     dynamic_ncols=True, disable=None if self.master else True)
 
     def check_loss(self, loss_value, iter_num):
@@ -562,8 +621,38 @@ class Run:
             print(f"float16: the loss scaler skipped {self.skipped_steps} step(s) whose gradients overflowed "
                   f"(scale now {self.scaler.get_scale():g})")
         print(best)
+        budget = f" (time budget {self.args.time_budget:g} min)" if self.args.time_budget is not None else ""
         print(f"last step {iter_num}: {self.last_path}, the state --resume continues from; "
-              f"losses in {self.log_path}; {self.elapsed():.1f} s")
+              f"losses in {self.log_path}; {self.elapsed():.1f} s{budget}")
+
+
+class Optimizers:
+    """Several torch optimisers used as one (Muon for some parameters, AdamW for the others): the
+    training loop, the loss scaler and checkpoints see one param_groups list, one step, one state."""
+
+    def __init__(self, **optimizers):
+        self.optimizers = optimizers
+
+    @property
+    def param_groups(self):
+        return [group for optimizer in self.optimizers.values() for group in optimizer.param_groups]
+
+    def zero_grad(self, set_to_none=True):
+        for optimizer in self.optimizers.values():
+            optimizer.zero_grad(set_to_none=set_to_none)
+
+    def step(self):
+        for optimizer in self.optimizers.values():
+            optimizer.step()
+
+    def state_dict(self):
+        return {name: optimizer.state_dict() for name, optimizer in self.optimizers.items()}
+
+    def load_state_dict(self, state):
+        if set(state) != set(self.optimizers):
+            raise KeyError(f"saved optimisers {sorted(state)}, expected {sorted(self.optimizers)}")
+        for name, optimizer in self.optimizers.items():
+            optimizer.load_state_dict(state[name])
 
 
 # -----------------------------------------------------------------------------
@@ -741,6 +830,13 @@ def parse_args(argv=None):
                     help="step at which the cosine decay reaches --min-lr (default: --max-iters)")
     hp.add_argument("--weight-decay", type=number(float, zero_allowed=True), help="AdamW weight decay on matrices")
     hp.add_argument("--grad-clip", type=number(float, zero_allowed=True), help="clip the gradient norm to this (0: off)")
+    hp.add_argument("--optimizer", choices=["adamw", "muon"],
+                    help="adamw for every weight, or muon for the blocks' weight matrices and adamw for the rest")
+    hp.add_argument("--muon-lr-scale", type=number(float),
+                    help="with --optimizer muon: the matrices' learning rate is this times --learning-rate (default: 2)")
+    hp.add_argument("--time-budget", type=number(float), metavar="MINUTES",
+                    help="train for this many minutes (counting resumed runs' time) instead of --max-iters steps; "
+                         "the learning-rate schedule follows the share of the time used")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"],
                         help="where to train; auto picks CUDA, then MPS, then CPU (default: auto)")
     parser.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"],
@@ -771,19 +867,23 @@ def fill_in_hyperparameters(args, saved=None):
             if getattr(args, name, None) is None:
                 setattr(args, name, value)
     for name, value in dict(model="gpt", device="auto", dtype="auto", attention="auto", compile=False,
-                            seed=1337, data_dir="data").items():
+                            seed=1337, data_dir="data", muon_lr_scale=2.0).items():
         if getattr(args, name) is None:
             setattr(args, name, value)
     if args.model == "bigram":
-        for name in GPT_SIZES[1:] + ("preset",):
+        for name in GPT_SIZES[1:] + ("preset", "optimizer", "muon_lr_scale"):
             if name in given:
                 raise UserError(f"--{name.replace('_', '-')} is for --model gpt; the bigram has no such setting")
         args.preset = "bigram"
     elif args.preset in (None, "bigram"):  # "bigram": resuming a bigram run with --model gpt
         args.preset = "lecture" if pick_device(args.device).type == "cuda" else "cpu"
+    if "max_iters" in given and "time_budget" in given:
+        raise UserError("--max-iters and --time-budget both given; a run ends by one of them: give one")
     for name, value in PRESETS[args.preset].items():
         if getattr(args, name) is None:
             setattr(args, name, value)
+    if "max_iters" in given:  # a fixed number of steps: the same run on every machine
+        args.time_budget = None
     if args.lr_decay_iters is None:
         args.lr_decay_iters = args.max_iters
     if args.model == "gpt" and args.n_embd % args.n_head:

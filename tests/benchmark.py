@@ -26,9 +26,10 @@ and of the time per step, tokens per second (B x T over that time per step), and
 the plain code's median whole-process time divided by the variant's.
 
 quality: runs train.py as a user would, with the flags given after --, in a temporary --out-dir
-(its checkpoints are thrown away), and times the whole process. From the run's log.csv it
-reports the best validation loss, and the best among the evaluations made within --minutes
-(default 10) of training time as log.csv's elapsed_s column counts it. One run per call.
+(its checkpoints are thrown away), --runs times (default 2) one after another, and times each
+whole process. From each run's log.csv it reports the best validation loss, the number of steps,
+and the best among the evaluations made within --minutes (default 10) of training time as
+log.csv's elapsed_s column counts it; then the medians over the runs.
 
 generate: loads a checkpoint (default out/ckpt.pt) as generate.py does, with the fused attention
 kernel, and samples from a newline on the CPU, in float32, batch 1, seed 0 for every sample. Two
@@ -136,22 +137,28 @@ def speed(args):
 
 
 def quality(args):
-    """Run train.py as a user would; report the best val loss, the time, and the loss within --minutes."""
-    with tempfile.TemporaryDirectory() as out_dir:
-        command = [sys.executable, str(ROOT / "train.py"), "--out-dir", out_dir, *args.train_args]
-        print("running:", " ".join(command[1:]), flush=True)
-        start = time.perf_counter()
-        result = subprocess.run(command, cwd=ROOT, stdout=subprocess.PIPE, text=True)
-        elapsed = time.perf_counter() - start
-        print(result.stdout)
-        if result.returncode != 0:
-            sys.exit(f"train.py failed with exit status {result.returncode}")
-        with open(os.path.join(out_dir, "log.csv")) as f:
-            rows = [line.strip().split(",") for line in f.readlines()[1:]]
-    best = min(float(r[2]) for r in rows)
-    within = [float(r[2]) for r in rows if float(r[3]) <= args.minutes * 60]
-    print(f"whole process {elapsed:.0f} s; best val loss {best:.4f}; "
-          f"best val loss within {args.minutes:g} minute(s) of training: {min(within) if within else float('nan'):.4f}")
+    """Run train.py as a user would, --runs times; report each run's best val loss, steps and time, and the medians."""
+    results = []
+    for run in range(args.runs):
+        with tempfile.TemporaryDirectory() as out_dir:
+            command = [sys.executable, str(ROOT / "train.py"), "--out-dir", out_dir, *args.train_args]
+            print(f"run {run + 1} of {args.runs}:", " ".join(command[1:]), flush=True)
+            start = time.perf_counter()
+            result = subprocess.run(command, cwd=ROOT, stdout=subprocess.PIPE, text=True)
+            elapsed = time.perf_counter() - start
+            print(result.stdout)
+            if result.returncode != 0:
+                sys.exit(f"train.py failed with exit status {result.returncode}")
+            with open(os.path.join(out_dir, "log.csv")) as f:
+                rows = [line.strip().split(",") for line in f.readlines()[1:]]
+        best = min(float(r[2]) for r in rows)
+        within = [float(r[2]) for r in rows if float(r[3]) <= args.minutes * 60]
+        steps = int(rows[-1][0])
+        results.append((best, elapsed))
+        print(f"run {run + 1}: whole process {elapsed:.0f} s, {steps} steps; best val loss {best:.4f}; best val "
+              f"loss within {args.minutes:g} minute(s) of training: {min(within) if within else float('nan'):.4f}")
+    print(f"median of {args.runs} run(s): best val loss {statistics.median(r[0] for r in results):.4f}, "
+          f"whole process {statistics.median(r[1] for r in results):.0f} s")
 
 
 def prepare_speed(args):
@@ -250,6 +257,7 @@ if __name__ == "__main__":
     p.add_argument("--dtype", choices=["auto", "float32", "bfloat16"], default="auto")
     q = sub.add_parser("quality", help="run train.py and report the validation loss it reaches")
     q.add_argument("--minutes", type=float, default=10.0, help="also report the best val loss within this time")
+    q.add_argument("--runs", type=int, default=2, help="full runs, one after another (default: 2)")
     q.add_argument("train_args", nargs="*", help="flags for train.py after --, e.g. -- --preset cpu")
     g = sub.add_parser("generate", help="characters per second with and without the KV cache")
     g.add_argument("--checkpoint", default=str(ROOT / "out" / "ckpt.pt"))

@@ -218,6 +218,95 @@ def test_float16_a_loss_that_stays_infinite_stops_with_one_line(prepared):
     assert_one_line_error(result, "the loss became", "last good state")
 
 
+# --- Muon, and runs that end on time -------------------------------------------------------------
+
+def test_muon_takes_the_blocks_weight_matrices_and_adamw_the_rest():
+    from gpt import GPT, GPTConfig
+    model = GPT(GPTConfig(vocab_size=10, block_size=8, n_layer=2, n_head=2, n_embd=16, dropout=0.0))
+    optimizer = train.configure_optimizer(model, 1e-3, 0.1, "muon", muon_lr_scale=2.0)
+    muon, adamw = optimizer.optimizers["muon"], optimizer.optimizers["adamw"]
+    in_muon = [p for group in muon.param_groups for p in group["params"]]
+    # Per block: the attention's query-key-value and output matrices, the feed-forward's two.
+    assert len(in_muon) == 2 * 4 and all(p.dim() == 2 for p in in_muon)
+    assert muon.param_groups[0]["lr_scale"] == 2.0 and muon.param_groups[0]["weight_decay"] == 0.1
+    decay, no_decay = adamw.param_groups                       # embeddings and head; biases and gains
+    assert {tuple(p.shape) for p in decay["params"]} == {(10, 16), (8, 16)} and decay["weight_decay"] == 0.1
+    assert all(p.dim() == 1 for p in no_decay["params"]) and no_decay["weight_decay"] == 0.0
+    assert len(in_muon) + len(decay["params"]) + len(no_decay["params"]) == len(list(model.parameters()))
+    assert len(optimizer.param_groups) == 3
+
+
+def test_muon_trains_and_resumes_exactly(prepared):
+    common = TINY_GPT + ["--optimizer", "muon", "--dropout", "0.1", "--eval-interval", "10",
+                         "--lr-decay-iters", "40", "--data-dir", str(prepared / "data")]
+    train.train(train.parse_args(common + ["--max-iters", "40", "--out-dir", str(prepared / "straight")]))
+    train.train(train.parse_args(common + ["--max-iters", "20", "--out-dir", str(prepared / "halves")]))
+    train.train(train.parse_args(["--resume", "--max-iters", "40", "--out-dir", str(prepared / "halves")]))
+    straight = torch.load(prepared / "straight" / "last.pt", weights_only=True)
+    halves = torch.load(prepared / "halves" / "last.pt", weights_only=True)
+    assert set(straight["optimizer"]) == {"muon", "adamw"}
+    for name, weight in straight["model"].items():
+        assert torch.equal(weight, halves["model"][name]), name
+    with open(prepared / "straight" / "log.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert float(rows[-1]["val_loss"]) < float(rows[0]["val_loss"]) - 0.5
+
+
+def test_resuming_with_another_optimizer_is_one_line(prepared):
+    assert run_script("train.py", *TINY_GPT, "--max-iters", "5", cwd=prepared).returncode == 0
+    assert_one_line_error(run_script("train.py", "--resume", "--optimizer", "muon", "--max-iters", "10",
+                                     cwd=prepared), "--optimizer adamw")
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--optimizer", "sgd"], "--optimizer"),
+    (["--time-budget", "0"], "--time-budget"),
+    (["--time-budget", "nan"], "--time-budget"),
+    (["--time-budget", "ten"], "--time-budget"),
+    (["--muon-lr-scale", "-1"], "--muon-lr-scale"),
+    (["--max-iters", "10", "--time-budget", "1"], "give one"),
+    (["--model", "bigram", "--optimizer", "muon"], "--optimizer is for --model gpt"),
+])
+def test_bad_optimizer_and_time_budget_flags_are_one_line(prepared, flags, message):
+    assert_one_line_error(run_script("train.py", *flags, cwd=prepared), message)
+
+
+def test_a_time_budget_stops_on_time_and_a_resume_counts_the_time_spent(prepared):
+    result = run_script("train.py", *TINY_GPT, "--time-budget", "0.05", "--eval-interval", "100000", cwd=prepared)
+    assert result.returncode == 0, result.stderr
+    assert "(time budget 0.05 min)" in result.stdout.splitlines()[-1]
+    first = torch.load(prepared / "out" / "last.pt", weights_only=True)
+    assert 3.0 <= first["elapsed_s"] < 3.0 + 2.0 and first["iter_num"] > 10      # 0.05 minutes = 3 s
+    with open(prepared / "out" / "log.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["iter"]) for r in rows] == [0, first["iter_num"]]              # evaluated at the end
+    # Resumed with a budget of 6 s in all, it trains about 3 s more, not 6.
+    result = run_script("train.py", "--resume", "--time-budget", "0.1", cwd=prepared)
+    assert result.returncode == 0, result.stderr
+    second = torch.load(prepared / "out" / "last.pt", weights_only=True)
+    assert 6.0 <= second["elapsed_s"] < 6.0 + 2.0 and second["iter_num"] > first["iter_num"]
+
+
+def test_with_a_time_budget_the_schedule_follows_the_share_of_time_used():
+    import types
+    args = types.SimpleNamespace(time_budget=2.0, lr_decay_iters=1000)      # 2 minutes
+    for seconds, position in ((0, 0), (30, 250), (60, 500), (120, 1000), (150, 1000)):
+        run = types.SimpleNamespace(args=args, elapsed=lambda seconds=seconds: seconds)
+        assert train.Run.schedule_step(run, iter_num=7) == position
+    args.time_budget = None                                                   # by step, as without a budget
+    assert train.Run.schedule_step(types.SimpleNamespace(args=args), iter_num=7) == 7
+
+
+def test_a_fixed_max_iters_overrides_a_recipes_time_budget(monkeypatch):
+    monkeypatch.setitem(train.PRESETS, "cpu", {**train.PRESETS["cpu"], "time_budget": 9.5})
+    args = train.parse_args(["--device", "cpu"])
+    train.fill_in_hyperparameters(args)
+    assert args.time_budget == 9.5
+    args = train.parse_args(["--device", "cpu", "--max-iters", "300"])
+    train.fill_in_hyperparameters(args)
+    assert args.time_budget is None and args.max_iters == 300 and args.lr_decay_iters == 300
+
+
 def test_ckpt_holds_the_best_evaluations_weights_and_last_the_state_to_resume(prepared, monkeypatch):
     # Validation scores scripted to improve, then get worse: 3.0 at step 0, 2.0 at 10, 2.5 at 20.
     scores = iter([3.0, 2.0, 2.5])
@@ -337,3 +426,14 @@ def test_two_processes_train_with_ddp_and_rank_0s_checkpoint_samples(prepared):
         assert not any(k.startswith(("module.", "_orig_mod.")) for k in checkpoint["model"]), name
     sample = run_script("generate.py", "--seed", "0", "--max-new-tokens", "50", cwd=prepared)
     assert sample.returncode == 0 and len(sample.stdout) == 1 + 50 + 1, sample.stderr
+
+
+def test_two_processes_with_a_time_budget_stop_at_the_same_step(prepared):
+    import subprocess
+    import sys
+    from conftest import ROOT
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29518",
+               str(ROOT / "train.py"), *TINY_GPT, "--time-budget", "0.05", "--optimizer", "muon"]
+    result = subprocess.run(command, cwd=prepared, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]          # no rank left waiting for the other
+    assert "(time budget 0.05 min)" in result.stdout
