@@ -13,14 +13,18 @@ checkpoint alone is enough: it carries the model's sizes, its weights and its vo
 
 import argparse
 import os
+import signal
 import sys
+
+if __name__ == "__main__":  # Ctrl-C while the libraries below load: one line, not a traceback
+    signal.signal(signal.SIGINT, lambda signum, frame: sys.exit("generate.py: interrupted while starting; nothing changed"))
 
 import torch
 from torch.nn import functional as F
 
 from gpt import GPT, KVCache
 from prepare import UserError, encode
-from train import load_checkpoint, number, pick_device
+from train import first_sentence, load_checkpoint, number, pick_device, refuse_what_cannot_fit
 
 
 def next_token_probs(logits, temperature=1.0, top_k=None, top_p=None):
@@ -156,7 +160,8 @@ def parse_args(argv=None):
                         help="random seed: the same seed writes the same text (default: a new one each run)")
     parser.add_argument("--interactive", action="store_true",
                         help="ask for prompts in a loop; an empty line or Ctrl-D ends")
-    parser.add_argument("--out", default=None, help="also write the samples to this file")
+    parser.add_argument("--out", default=None,
+                        help="also write the samples to this file (replaced only once every sample is complete)")
     parser.add_argument("--no-kv-cache", action="store_true",
                         help="recompute the whole context for every character (the plain path, for comparison)")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default="auto",
@@ -168,6 +173,7 @@ def parse_args(argv=None):
 
 
 def main(argv=None):
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # from here on, Ctrl-C is handled below
     args = parse_args(argv)
     try:
         device = pick_device(args.device)
@@ -177,14 +183,20 @@ def main(argv=None):
         # In eval mode, where there is no dropout, both paths give the same logits (tests/test_gpt.py).
         checkpoint, model = load_checkpoint(args.checkpoint, device, fused_attention=True)
         chars = checkpoint["vocab"]
+        # A lower bound of what --num-samples samples hold at once: the KV cache, and the logits.
+        sizes = checkpoint["model_args"]
+        per_sample = len(chars) + (2 * sizes["n_layer"] * sizes["block_size"] * sizes["n_embd"] if "n_layer" in sizes else 0)
+        refuse_what_cannot_fit(4 * args.num_samples * per_sample, device, "try a smaller --num-samples")
         if not args.interactive:
             if not args.prompt:
                 raise UserError("--prompt is empty; give at least one character (the default is a newline)")
             unknown = unknown_characters(args.prompt, chars)
             if unknown:
                 raise UserError(f"the prompt has characters this model never saw: {unknown}")
+        # --out is written to FILE.tmp beside it and renamed over FILE once every sample is
+        # complete: an interrupted or failed run leaves an existing FILE exactly as it was.
         try:
-            out_file = open(args.out, "w", encoding="utf-8") if args.out else None
+            out_file = open(args.out + ".tmp", "w", encoding="utf-8") if args.out else None
         except OSError as e:
             raise UserError(f"cannot write --out {args.out}: {e.strerror}")
     except UserError as e:
@@ -192,20 +204,31 @@ def main(argv=None):
 
     if args.seed is not None:
         torch.manual_seed(args.seed)
+    finished = False
     try:
         if args.interactive:
             interact(model, chars, args, device, out_file)
         else:
             write_samples(model, chars, args.prompt, args, device, out_file)
+        if out_file is not None:
+            out_file.close()
+            os.replace(args.out + ".tmp", args.out)
+        finished = True
     except KeyboardInterrupt:
         print()
         sys.exit(130)
     except BrokenPipeError:  # e.g. `python generate.py | head`: the reader has left, stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(0)
+    except OSError as e:  # e.g. the disk filled up under --out
+        sys.exit(f"generate.py: error: cannot write --out {args.out}: {e.strerror}; an existing {args.out} is unchanged")
+    except RuntimeError as e:  # e.g. out of memory for --num-samples
+        sys.exit(f"generate.py: error: {first_sentence(e)}; try a smaller --num-samples")
     finally:
-        if out_file is not None:
+        if out_file is not None and not finished:
             out_file.close()
+            if os.path.exists(args.out + ".tmp"):
+                os.remove(args.out + ".tmp")
 
 
 if __name__ == "__main__":

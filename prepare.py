@@ -20,8 +20,12 @@ import codecs
 import hashlib
 import json
 import os
+import signal
 import sys
 import urllib.request
+
+if __name__ == "__main__":  # Ctrl-C while the libraries below load: one line, not a traceback
+    signal.signal(signal.SIGINT, lambda signum, frame: sys.exit("prepare.py: interrupted while starting; nothing changed"))
 
 import numpy as np
 
@@ -135,17 +139,63 @@ def id_dtype(vocab_size):
 def write_atomically(path, data):
     """Write bytes to `path` via a temporary file and a rename, so a crash never leaves half a file."""
     tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):  # the write failed (a full disk, Ctrl-C): no half file left behind
+            os.remove(tmp)
+
+
+def copy_stream(input_path, copy_path, chunk_bytes=1 << 22):
+    """Copy a pipe, /dev/stdin or any input that can be read only once into a file -> copy_path.
+
+    prepare reads its text twice (that keeps its memory flat); a pipe would be empty the second time.
+    """
+    try:
+        with open(input_path, "rb") as source, open(copy_path, "wb") as copy:
+            while chunk := source.read(chunk_bytes):
+                copy.write(chunk)
+    except OSError as e:
+        raise UserError(f"cannot read {input_path}: {e.strerror}")
+    return copy_path
 
 
 def prepare(input_path, data_dir, val_fraction, chunk_bytes=1 << 22):
     """Read, encode, split and write; returns the vocabulary info that is written to vocab.json.
 
     The text is read twice, a chunk at a time, so memory stays flat for any size: the first pass
-    finds the vocabulary and the length, the second encodes and writes the two splits.
+    finds the vocabulary and the length, the second encodes and writes the two splits. Nothing in
+    data_dir changes until all three new files are written in full; then they replace the old ones.
     """
+    paths = {name: os.path.join(data_dir, name) for name in ("train.bin", "val.bin", "vocab.json")}
+    stream_copy = os.path.join(data_dir, "input.stream.tmp")
+    source = os.path.abspath(input_path)
+    try:
+        if os.path.exists(input_path) and not os.path.isfile(input_path) and not os.path.isdir(input_path):
+            os.makedirs(data_dir, exist_ok=True)   # a pipe or a device: it cannot be read twice
+            input_path = copy_stream(input_path, stream_copy, chunk_bytes)
+        info = encode_and_split(input_path, data_dir, val_fraction, paths, chunk_bytes, source)
+        # Publish: every new file is complete on disk, so the renames are all that is left, and
+        # train.py checks that the three files agree (it refuses a set torn by a crash in between).
+        for path in paths.values():
+            os.replace(path + ".tmp", path)
+        return info
+    except KeyError:  # pass 2 met a character pass 1 did not see
+        raise UserError(f"{input_path} changed while it was being read; run prepare.py again")
+    except OSError as e:
+        raise UserError(f"cannot write to {data_dir}: {e.strerror}; its earlier files are unchanged")
+    finally:
+        for path in [p + ".tmp" for p in paths.values()] + [stream_copy]:
+            if os.path.exists(path):  # after a failure or Ctrl-C, leave no temporary file behind
+                os.remove(path)
+
+
+def encode_and_split(input_path, data_dir, val_fraction, paths, chunk_bytes, source):
+    """The two passes over the text: write train.bin.tmp, val.bin.tmp and vocab.json.tmp -> the vocab info."""
     # Pass 1: which characters occur, and how many characters there are.
     counts = np.zeros(0x110000, dtype=np.int64)                # (all Unicode code points,)
     for text in read_chunks(input_path, chunk_bytes):
@@ -160,47 +210,45 @@ def prepare(input_path, data_dir, val_fraction, chunk_bytes=1 << 22):
     # The validation split is the *end* of the text, not random characters: the model must
     # continue passages it has never seen, not fill gaps between ones it has.
     n_train = int(n_chars * (1 - val_fraction))
-    if n_train < 2 or n_chars - n_train < 2:
-        raise UserError(f"{input_path} has {n_chars} characters, too short to split into train "
-                        f"and validation parts of at least 2 characters each")
+    if n_train < 2:
+        raise UserError(f"--val-fraction {val_fraction:g} leaves {n_train} of {input_path}'s {n_chars:,} "
+                        f"characters for training; lower it")
+    if n_chars - n_train < 2:
+        raise UserError(f"{input_path} has {n_chars:,} characters: --val-fraction {val_fraction:g} leaves "
+                        f"{n_chars - n_train} for validation; raise it, or give a longer text")
 
     # Pass 2: encode each chunk and append it to the split it belongs to.
-    paths = {name: os.path.join(data_dir, f"{name}.bin") for name in ("train", "val")}
-    try:
-        os.makedirs(data_dir, exist_ok=True)
-        with open(paths["train"] + ".tmp", "wb") as train_file, open(paths["val"] + ".tmp", "wb") as val_file:
-            written = 0
-            for text in read_chunks(input_path, chunk_bytes):
-                ids = encode(text, chars).astype(dtype)            # (chunk,)
-                cut = max(0, min(len(ids), n_train - written))     # how much of this chunk is train
-                train_file.write(ids[:cut].tobytes())
-                val_file.write(ids[cut:].tobytes())
-                written += len(ids)
-        for path in paths.values():
-            os.replace(path + ".tmp", path)
-        info = {
-            "vocab_size": vocab_size,
-            "dtype": np.dtype(dtype).name,
-            "train_tokens": n_train,
-            "val_tokens": n_chars - n_train,
-            "source": os.path.abspath(input_path),
-            "chars": list(chars),
-        }
-        # vocab.json goes last: train.py reads it first, so it only ever sees a complete set.
-        vocab_json = json.dumps(info, ensure_ascii=False, indent=1)
-        write_atomically(os.path.join(data_dir, "vocab.json"), vocab_json.encode("utf-8"))
-    except KeyError:  # pass 2 met a character pass 1 did not see
-        raise UserError(f"{input_path} changed while it was being read; run prepare.py again")
-    except OSError as e:
-        raise UserError(f"cannot write to {data_dir}: {e.strerror}")
-    finally:
-        for path in paths.values():  # after a failure, leave no temporary file behind
-            if os.path.exists(path + ".tmp"):
-                os.remove(path + ".tmp")
+    os.makedirs(data_dir, exist_ok=True)
+    with open(paths["train.bin"] + ".tmp", "wb") as train_file, open(paths["val.bin"] + ".tmp", "wb") as val_file:
+        written = 0
+        for text in read_chunks(input_path, chunk_bytes):
+            ids = encode(text, chars).astype(dtype)            # (chunk,)
+            cut = max(0, min(len(ids), n_train - written))     # how much of this chunk is train
+            train_file.write(ids[:cut].tobytes())
+            val_file.write(ids[cut:].tobytes())
+            written += len(ids)
+        for f in (train_file, val_file):
+            f.flush()
+            os.fsync(f.fileno())
+    if written != n_chars:  # the text grew or shrank between the two passes
+        raise KeyError(input_path)
+    info = {
+        "vocab_size": vocab_size,
+        "dtype": np.dtype(dtype).name,
+        "train_tokens": n_train,
+        "val_tokens": n_chars - n_train,
+        "source": source,
+        "chars": list(chars),
+    }
+    with open(paths["vocab.json"] + ".tmp", "w", encoding="utf-8") as f:
+        json.dump(info, f, ensure_ascii=False, indent=1)
+        f.flush()
+        os.fsync(f.fileno())
     return info
 
 
 def main(argv=None):
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # from here on, Ctrl-C is handled below
     parser = argparse.ArgumentParser(
         description="Build the character vocabulary and the train/val splits of a text.")
     # Report mistakes as one line, not usage plus error.
@@ -232,6 +280,8 @@ def main(argv=None):
         sys.exit(f"prepare.py: error: {e}")
     except OSError as e:  # e.g. data/ cannot be created
         sys.exit(f"prepare.py: error: {e.strerror}: {e.filename}")
+    except KeyboardInterrupt:
+        sys.exit(f"prepare.py: interrupted; {args.data_dir}/ is as it was")
 
     shown = "".join(c if c.isprintable() else repr(c)[1:-1] for c in info["chars"][:200])
     print(f"vocabulary: {shown}{' ...' if info['vocab_size'] > 200 else ''}")

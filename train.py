@@ -32,6 +32,9 @@ import sys
 import time
 import warnings
 
+if __name__ == "__main__":  # Ctrl-C while the libraries below load: one line, not a traceback
+    signal.signal(signal.SIGINT, lambda signum, frame: sys.exit("train.py: interrupted while starting; nothing changed"))
+
 import numpy as np
 import torch
 from tqdm import tqdm
@@ -179,10 +182,12 @@ def train(args):
     optimizer = configure_optimizer(model, args.learning_rate, args.weight_decay, args.optimizer, args.muon_lr_scale)
     # A fresh run starts at step 0; with --resume, the saved weights, optimiser and step come back.
     iter_num, best_val_loss = run.start(model, optimizer)
+    if run.nothing_to_do(iter_num):   # --resume of a run that has already reached its end
+        return best_val_loss
     # What the training step calls: the model itself, or the wrapper that torch.compile (--compile)
     # or torchrun's DistributedDataParallel puts around it. Evaluation and checkpoints use `model`.
     forward = run.wrap(model)
-    with stop_after_ctrl_c() as stop, run.progress_bar(iter_num) as progress:
+    with stop_when_signalled() as stop, run.progress_bar(iter_num) as progress:
         while True:
             # The run ends after max_iters steps or, with --time-budget, when its time is up.
             last_step = run.finished(iter_num)
@@ -239,21 +244,38 @@ def train(args):
 # =================================================================================================
 
 def load_splits(data_dir):
-    """Open data/train.bin and val.bin as read-only memory maps -> (train, val, chars)."""
+    """Open data/train.bin and val.bin as read-only memory maps -> (train, val, chars), after checking
+    that they and vocab.json belong together (a hand-edited or foreign vocab.json, a torn set)."""
     vocab_path = os.path.join(data_dir, "vocab.json")
     if not os.path.exists(vocab_path):
         raise UserError(f"{data_dir}/ is not prepared (no vocab.json); run: python prepare.py")
+    damaged = f"{data_dir}/ is incomplete or damaged ({{}}); run: python prepare.py"
     try:
         with open(vocab_path, encoding="utf-8") as f:
             info = json.load(f)
-        chars, dtype = "".join(info["chars"]), np.dtype(info["dtype"])
-        # A memory map reads only the pages a batch touches, so start-up costs the same for
-        # 1 MB of text as for 10 GB.
-        train_data = np.memmap(os.path.join(data_dir, "train.bin"), dtype=dtype, mode="r")
-        val_data = np.memmap(os.path.join(data_dir, "val.bin"), dtype=dtype, mode="r")
+        chars = "".join(info["chars"])
+        if not (isinstance(info["chars"], list) and all(isinstance(c, str) and len(c) == 1 for c in info["chars"])
+                and len(set(chars)) == len(chars) == info["vocab_size"]):
+            raise UserError(damaged.format("vocab.json's characters are not vocab_size distinct characters"))
+        if info["dtype"] not in ("uint8", "uint16"):
+            raise UserError(damaged.format(f"vocab.json names dtype {info['dtype']!r}, not uint8 or uint16"))
+        dtype = np.dtype(info["dtype"])
+        splits = []
+        for name in ("train", "val"):
+            path = os.path.join(data_dir, f"{name}.bin")
+            expected = info[f"{name}_tokens"] * dtype.itemsize
+            if not os.path.isfile(path) or os.path.getsize(path) != expected:
+                size = os.path.getsize(path) if os.path.isfile(path) else "no"
+                raise UserError(damaged.format(f"{name}.bin has {size} bytes, vocab.json says {expected}"))
+            # A memory map reads only the pages a batch touches, so start-up costs the same for
+            # 1 MB of text as for 10 GB.
+            data = np.memmap(path, dtype=dtype, mode="r")
+            if int(data.max()) >= len(chars):  # an id with no character: the embedding would fail
+                raise UserError(damaged.format(f"{name}.bin holds ids beyond vocab.json's {len(chars)} characters"))
+            splits.append(data)
     except (OSError, ValueError, KeyError, TypeError) as e:
-        raise UserError(f"{data_dir}/ is incomplete or damaged ({e}); run: python prepare.py")
-    return train_data, val_data, chars
+        raise UserError(damaged.format(first_sentence(e)))
+    return splits[0], splits[1], chars
 
 
 def build_model(model_args, fused_attention=True):
@@ -282,9 +304,11 @@ def pick_device(name):
         else:
             name = "cpu"
     elif name == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda was asked for, but PyTorch sees no CUDA GPU; use --device cpu")
+        raise UserError("device cuda (from --device, or a resumed run's settings): PyTorch sees no CUDA GPU; "
+                        "add --device cpu")
     elif name == "mps" and not torch.backends.mps.is_available():
-        raise UserError("--device mps was asked for, but this machine has no MPS; use --device cpu")
+        raise UserError("device mps (from --device, or a resumed run's settings): this machine has no MPS; "
+                        "add --device cpu")
     return torch.device(name)
 
 
@@ -366,10 +390,26 @@ def pick_attention(name, device):
     weights too, which the fused path skips on a CPU (see gpt.py).
     """
     if name != "auto":
-        return name == "fused", "asked for"
+        return name == "fused", f"--attention {name}"
     if device.type != "cpu":
         return True, "auto: the fused kernel off the CPU"
     return False, "auto: on a CPU, explicit is faster"
+
+
+def refuse_what_cannot_fit(bytes_needed, device, advice):
+    """A one-line UserError, before anything starts, when bytes_needed (a lower bound) exceeds the
+    memory free on device: a CPU process that overruns its memory is killed by the system, with
+    no chance to say why."""
+    free = None
+    if device.type == "cuda":
+        free = torch.cuda.mem_get_info(device)[0]
+    elif device.type == "cpu" and os.path.exists("/proc/meminfo"):
+        with open("/proc/meminfo") as f:
+            fields = dict(line.split(":", 1) for line in f)
+        free = int(fields["MemAvailable"].split()[0]) * 1024
+    if free is not None and bytes_needed > free:
+        raise UserError(f"out of memory: this needs at least {bytes_needed / 2**30:,.1f} GiB, and {device.type} "
+                        f"has {free / 2**30:,.1f} GiB free; {advice}")
 
 
 def keep_freed_memory_on_linux():
@@ -418,12 +458,14 @@ class Run:
         # Started by torchrun (`torchrun --nproc_per_node N train.py`)? Then this is one of N processes
         # ("ranks"), each with its own batches; DistributedDataParallel averages their gradients, so
         # all ranks keep identical weights. Rank 0 alone evaluates, logs and writes checkpoints.
-        self.world_size = int(os.environ.get("WORLD_SIZE", "1"))
-        rank = int(os.environ.get("RANK", "0"))
+        self.world_size, rank, local_rank = torchrun_environment()
         if self.world_size > 1:
             if device.type == "cuda":
-                device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+                device = torch.device("cuda", local_rank)
                 torch.cuda.set_device(device)
+            if rank == 0:  # never a silent wait: a leftover WORLD_SIZE would otherwise hang here
+                print(f"waiting for all {self.world_size} processes at {os.environ['MASTER_ADDR']}:"
+                      f"{os.environ['MASTER_PORT']} (WORLD_SIZE is set; unset it to train alone)", flush=True)
             torch.distributed.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
         self.device, self.master = device, rank == 0
         self.say = print if self.master else (lambda *a, **k: None)
@@ -452,6 +494,13 @@ class Run:
         self.model_args = {"model": args.model, "vocab_size": len(self.chars)}
         if args.model == "gpt":
             self.model_args.update({k: getattr(args, k) for k in GPT_SIZES})
+        # A lower bound of one step's activations: a few float32 (B, T, C) tensors per layer, the
+        # logits, and with the explicit attention its (B, nh, T, T) weights.
+        B, T = args.batch_size, args.block_size
+        per_position = len(self.chars) + (8 * args.n_layer * args.n_embd if args.model == "gpt" else 0)
+        weights = args.n_layer * args.n_head * T if args.model == "gpt" and not self.fused_attention else 0
+        refuse_what_cannot_fit(4 * B * T * (per_position + weights), device,
+                               "lower --batch-size first, then --block-size or --n-embd")
         if dtype == torch.float32:
             self.autocast = contextlib.nullcontext
         else:
@@ -463,13 +512,34 @@ class Run:
         self.scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
         self.skipped_steps, self.bad_losses_in_a_row = 0, 0
 
+        if self.master:
+            self.take_out_dir()
+
+    def take_out_dir(self):
+        """Make --out-dir ours for this run: one run at a time in it, and an earlier run is only
+        continued (--resume) or, with --overwrite, replaced; never replaced by a forgotten --resume."""
+        args = self.args
         try:
             os.makedirs(args.out_dir, exist_ok=True)
-            if saved is None and self.master:  # a fresh run starts a fresh log; a resumed one appends to it
-                with open(self.log_path, "w", newline="") as f:
-                    csv.writer(f).writerow(["iter", "train_loss", "val_loss", "elapsed_s"])
+            self.lock = os.open(args.out_dir, os.O_RDONLY)   # held until the process ends
         except OSError as e:
             raise UserError(f"cannot write to --out-dir {args.out_dir}: {e.strerror}")
+        try:
+            import fcntl  # Linux and macOS: a lock on the folder that the system drops when we exit
+            fcntl.flock(self.lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except ImportError:
+            pass
+        except OSError:
+            raise UserError(f"another train.py is running in {args.out_dir}/; wait for it to finish, or use "
+                            f"another --out-dir")
+        if not args.resume and not args.overwrite:
+            found = describe_run(args.out_dir)
+            if found:
+                raise UserError(f"{args.out_dir}/ already holds a run ({found}); continue it with --resume, "
+                                f"train in another --out-dir, or start over there with --overwrite")
+        for path in (self.ckpt_path, self.last_path):  # left by a process killed mid-save
+            if os.path.exists(path + ".tmp"):
+                os.remove(path + ".tmp")
 
     def start(self, model, optimizer):
         """Take up the fresh model and optimiser; with --resume, load the saved run into them -> (step, best val)."""
@@ -479,6 +549,8 @@ class Run:
         self.iter_num, self.best_val_loss, self.best_iter_num, self.resumed_at = 0, math.inf, None, None
         if self.saved is not None:
             self.restore(self.saved)
+        if self.master:
+            self.start_log()
         self.last_scale = self.scaler.get_scale()  # float16: the loss scale; a drop means a skipped step
         if self.world_size > 1:
             torch.manual_seed(self.args.seed + 1000 * self.rank + self.iter_num)  # each rank draws its own batches
@@ -524,6 +596,39 @@ class Run:
         self.best_iter_num = saved.get("best_iter_num")
         self.resumed_at = self.iter_num  # the saved run already evaluated this step
         self.say(f"resuming from {self.last_path} at step {self.iter_num} (best val loss {self.best_val_loss:.4f})")
+
+    def start_log(self):
+        """A fresh run starts a fresh log.csv. A resumed one keeps the rows up to the step it resumes
+        from (a run killed after its last save logged evaluations that last.pt does not hold)."""
+        rows, problem = [], None
+        if self.saved is not None:
+            rows, problem = read_log(self.log_path)
+            rows = [row for row in rows if row[0] <= self.iter_num]
+            if problem:
+                self.say(f"note: {problem}; the log continues with the rows it could read")
+        try:
+            with open(self.log_path + ".tmp", "w", newline="") as f:
+                csv.writer(f).writerows([LOG_HEADER] + [[i, f"{t:.4f}", f"{v:.4f}", f"{e:.2f}"] for i, t, v, e in rows])
+            os.replace(self.log_path + ".tmp", self.log_path)
+        except OSError as e:
+            raise UserError(f"cannot write {self.log_path}: {e.strerror}")
+
+    def nothing_to_do(self, iter_num):
+        """Whether a resumed run is already done; says so (a resume that trains nothing is no error)."""
+        if self.saved is None or not self.finished(iter_num):
+            return False
+        limit = (f"--time-budget {self.args.time_budget:g} minutes" if self.args.time_budget is not None
+                 else f"--max-iters {self.args.max_iters}")
+        self.say(f"{self.last_path} is at step {iter_num}, which already reaches {limit}: nothing to train; "
+                 f"raise it to continue. Files left as they were.")
+        self.release()
+        return True
+
+    def release(self):
+        """Let another run use --out-dir (the lock would otherwise last as long as this process)."""
+        if getattr(self, "lock", None) is not None:
+            os.close(self.lock)
+            self.lock = None
 
     def elapsed(self):
         """Seconds of this run so far, counting the time of the runs it resumes."""
@@ -610,12 +715,14 @@ class Run:
             if not self.master:
                 return
         save_checkpoint(self.last_path, self.checkpoint(iter_num, best_val_loss, with_state=True))
+        self.release()  # the run's last write to --out-dir is done
         resume = "python train.py --resume" + (f" --out-dir {self.args.out_dir}" if self.args.out_dir != "out" else "")
         best = f"best val loss {best_val_loss:.4f} at step {self.best_iter_num}: {self.ckpt_path}, the weights generate.py samples"
         if interrupted:
-            print(f"interrupted at step {iter_num}; saved {self.last_path}; continue with: {resume}")
+            print(f"interrupted at step {iter_num} ({signal.Signals(interrupted).name}); saved {self.last_path}; "
+                  f"continue with: {resume}")
             print(best)
-            raise KeyboardInterrupt
+            raise SystemExit(128 + interrupted)  # the exit status a shell gives a command the signal stopped
         print(plot_log(self.log_path))
         if self.scaler.is_enabled():
             print(f"float16: the loss scaler skipped {self.skipped_steps} step(s) whose gradients overflowed "
@@ -661,15 +768,21 @@ class Optimizers:
 def save_checkpoint(path, checkpoint):
     """torch.save to a temporary file, then rename over `path`: a crash leaves the old or the new file."""
     tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
-        torch.save(checkpoint, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(checkpoint, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):  # the save failed (a full disk, a second Ctrl-C): no half file left
+            os.remove(tmp)
 
 
 CHECKPOINT_KEYS = ("model", "model_args", "vocab", "iter_num", "best_val_loss")
 RESUME_KEYS = ("optimizer", "config", "rng_state", "elapsed_s")
+FIELD_TYPES = {"model": dict, "model_args": dict, "vocab": str, "iter_num": int, "best_val_loss": (float, int),
+               "optimizer": dict, "config": dict, "rng_state": torch.Tensor, "elapsed_s": (float, int)}
 
 
 def read_checkpoint(path, device, for_resume=False):
@@ -697,6 +810,13 @@ def read_checkpoint(path, device, for_resume=False):
     if missing:
         raise UserError(f"{path} is not a {'resumable ' if for_resume else ''}checkpoint of this project "
                         f"(missing {', '.join(missing)})")
+    for key in needed:  # a field of the wrong type would fail later, far from its cause
+        kind = FIELD_TYPES[key]
+        if not isinstance(checkpoint[key], kind) or isinstance(checkpoint[key], bool):
+            wanted = " or ".join(t.__name__ for t in (kind if isinstance(kind, tuple) else (kind,)))
+            raise UserError(f"{path} is damaged: its {key} is a {type(checkpoint[key]).__name__}, not a {wanted}")
+    if not all(isinstance(v, torch.Tensor) for v in checkpoint["model"].values()):
+        raise UserError(f"{path} is damaged: its model holds something other than tensors")
     if len(checkpoint["vocab"]) != checkpoint["model_args"].get("vocab_size"):
         raise UserError(f"{path} is damaged: its vocabulary has {len(checkpoint['vocab'])} characters "
                         f"but its model expects {checkpoint['model_args'].get('vocab_size')}")
@@ -721,23 +841,45 @@ def first_sentence(error):
 
 
 # -----------------------------------------------------------------------------
-# Ctrl-C: finish the step, save, and stop
+# Ctrl-C and SIGTERM: finish the step, save, and stop
 
 @contextlib.contextmanager
-def stop_after_ctrl_c():
-    """While inside: the first Ctrl-C sets .requested (the loop stops after its step and saves);
-    a second one stops at once, without saving."""
-    stop = argparse.Namespace(requested=False)
+def stop_when_signalled():
+    """While inside: Ctrl-C (SIGINT) or SIGTERM (sent by `timeout`, `kill`, job schedulers and
+    `docker stop`) sets .requested to the signal's number: the loop stops after its step and
+    saves. A second one stops at once, without saving."""
+    stop = argparse.Namespace(requested=0)
 
     def request_stop(signum, frame):
         if stop.requested:
             raise KeyboardInterrupt
-        stop.requested = True
-    previous_handler = signal.signal(signal.SIGINT, request_stop)
+        stop.requested = signum
+    previous = {signum: signal.signal(signum, request_stop) for signum in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield stop
     finally:
-        signal.signal(signal.SIGINT, previous_handler)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def torchrun_environment():
+    """(world_size, rank, local_rank) from the variables torchrun sets; (1, 0, 0) without them."""
+    names = ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+    if "WORLD_SIZE" not in os.environ or os.environ["WORLD_SIZE"] == "1":
+        return 1, 0, 0
+    missing = [name for name in names if not os.environ.get(name)]
+    if missing:
+        raise UserError(f"WORLD_SIZE={os.environ['WORLD_SIZE']} is set but {', '.join(missing)} "
+                        f"{'is' if len(missing) == 1 else 'are'} not: start the processes with torchrun, "
+                        f"or unset WORLD_SIZE to train alone")
+    try:
+        world_size, rank, local_rank = (int(os.environ[name]) for name in names[:3])
+    except ValueError:
+        raise UserError(f"WORLD_SIZE, RANK and LOCAL_RANK must be whole numbers, got "
+                        f"{os.environ['WORLD_SIZE']!r}, {os.environ['RANK']!r}, {os.environ['LOCAL_RANK']!r}")
+    if not 0 <= rank < world_size or local_rank < 0:
+        raise UserError(f"RANK={rank} must be between 0 and WORLD_SIZE-1 ({world_size - 1})")
+    return world_size, rank, local_rank
 
 
 # -----------------------------------------------------------------------------
@@ -749,10 +891,11 @@ def plot_log(log_path, width=64, height=16):
     Where the two curves part, with val above train, the model has started to memorise its
     training text rather than learn what carries over to text it has not seen: overfitting.
     """
-    with open(log_path, newline="") as f:
-        rows = [(int(r["iter"]), float(r["train_loss"]), float(r["val_loss"])) for r in csv.DictReader(f)]
+    rows, problem = read_log(log_path)
+    note = f"\n(note: {problem}; drawn from the rows it could read)" if problem else ""
+    rows = [row[:3] for row in rows]
     if len(rows) < 2:
-        return f"{log_path}: fewer than two evaluations, nothing to draw yet"
+        return f"{log_path}: fewer than two evaluations, nothing to draw yet{note}"
     best = min(r[2] for r in rows)
     # The first loss (~ln(vocab_size)) would squash everything after it: from three evaluations
     # on, the picture starts at the second one.
@@ -778,7 +921,45 @@ def plot_log(log_path, width=64, height=16):
     lines.append("       +" + "-" * width)
     lines.append(f"        step {steps[0]}" + f"step {steps[-1]}".rjust(width - 5 - len(str(steps[0]))))
     lines.append(f"        . train loss   o val loss   # both    (best val {best:.4f})")
-    return "\n".join(lines)
+    return "\n".join(lines) + note
+
+
+LOG_HEADER = ["iter", "train_loss", "val_loss", "elapsed_s"]
+
+
+def read_log(log_path):
+    """log.csv -> ([(iter, train_loss, val_loss, elapsed_s), ...], what was wrong with it or None).
+
+    Tolerant: a log can be missing (a checkpoint copied alone) or end in a row cut short (a
+    process killed mid-write); the rows that can be read are kept, the problem is named."""
+    if not os.path.exists(log_path):
+        return [], f"{log_path} is missing"
+    rows, bad = [], 0
+    with open(log_path, newline="") as f:
+        for line in csv.reader(f):
+            try:
+                row = (int(line[0]), float(line[1]), float(line[2]), float(line[3]))
+                if not all(math.isfinite(x) for x in row[1:]):
+                    raise ValueError
+                rows.append(row)
+            except (ValueError, IndexError):
+                bad += line != LOG_HEADER
+    return rows, (f"{log_path} has {bad} unreadable row(s)" if bad else None)
+
+
+def describe_run(out_dir):
+    """What an earlier run left in out_dir, as 'step N, best val loss X', or None if nothing."""
+    for name in ("last.pt", "ckpt.pt"):
+        path = os.path.join(out_dir, name)
+        if os.path.exists(path):
+            try:
+                saved = read_checkpoint(path, torch.device("cpu"))
+                return f"{name} at step {saved['iter_num']}, best val loss {saved['best_val_loss']:.4f}"
+            except UserError:
+                return f"{name}, which cannot be read"
+    if os.path.exists(os.path.join(out_dir, "log.csv")):
+        return "a log.csv from a run stopped before its first checkpoint"
+    return None
 
 
 # -----------------------------------------------------------------------------
@@ -848,6 +1029,9 @@ def parse_args(argv=None):
                              "same function, different speed (default: auto, the faster one here)")
     parser.add_argument("--compile", action="store_true", default=None,
                         help="torch.compile the model: slow to start, faster per step (needs a C++ compiler on CPU)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="start a fresh run in an --out-dir that holds an earlier one, replacing it "
+                             "(without this, train.py refuses to)")
     parser.add_argument("--resume", action="store_true",
                         help="continue the run saved in <out-dir>/last.pt: weights, optimizer, step, "
                              "random state and hyperparameters (flags given now override them)")
@@ -893,10 +1077,13 @@ def fill_in_hyperparameters(args, saved=None):
 
 
 def main(argv=None):
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # from here on, Ctrl-C is handled below
     args = parse_args(argv)
     try:
         if args.plot:
             log_path = os.path.join(args.plot, "log.csv")
+            if not os.path.isfile(log_path):
+                raise UserError(f"cannot draw {log_path}: no such file")
             try:
                 print(plot_log(log_path))
             except (OSError, ValueError, KeyError) as e:
@@ -908,8 +1095,16 @@ def main(argv=None):
     except OSError as e:  # e.g. the disk filled up while writing: save_checkpoint left the old file whole
         sys.exit(f"train.py: error: {e.strerror or e} ({e.filename or args.out_dir}); the last checkpoints "
                  f"written in full are still in {args.out_dir}")
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # a second Ctrl-C, or one before training started
+        print(f"train.py: interrupted; the last checkpoints written in full are still in {args.out_dir}",
+              file=sys.stderr)
         sys.exit(130)
+    except (RuntimeError, MemoryError, OverflowError, ValueError) as e:  # out of memory; numbers too large
+        memory = isinstance(e, MemoryError) or "memory" in str(e).lower()
+        hint = ("out of memory: lower --batch-size first, then --block-size or --n-embd" if memory
+                else "a setting may be beyond what PyTorch can handle")
+        sys.exit(f"train.py: error: {first_sentence(e) if not memory else hint} ({type(e).__name__}); "
+                 f"{'' if memory else hint + '; '}the last checkpoints written in full are still in {args.out_dir}")
 
 
 if __name__ == "__main__":

@@ -75,7 +75,7 @@ def test_script_prints_vocabulary_and_split_sizes(tmp_path, text_file):
     (None, "no such file"),
     (b"", "is empty"),
     (b"caf\xe9 au lait", "is not UTF-8"),
-    (b"abc", "too short to split"),
+    (b"abc", "leaves 1 for validation"),
     (b"PK\x03\x04\x00\x00 binary", "looks binary"),
 ])
 def test_bad_input_is_one_line_and_leaves_data_untouched(tmp_path, content, message):
