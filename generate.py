@@ -204,6 +204,8 @@ def main(argv=None):
 
     if args.seed is not None:
         torch.manual_seed(args.seed)
+    else:
+        torch.seed()  # PyTorch starts from the same seed in every process: without this, the same text each run
     finished = False
     try:
         if args.interactive:
@@ -223,7 +225,8 @@ def main(argv=None):
     except OSError as e:  # e.g. the disk filled up under --out
         sys.exit(f"generate.py: error: cannot write --out {args.out}: {e.strerror}; an existing {args.out} is unchanged")
     except RuntimeError as e:  # e.g. out of memory for --num-samples
-        sys.exit(f"generate.py: error: {first_sentence(e)}; try a smaller --num-samples")
+        hint = "; try a smaller --num-samples" if "memory" in str(e).lower() else ""
+        sys.exit(f"generate.py: error: {first_sentence(e)}{hint}")
     finally:
         if out_file is not None and not finished:
             out_file.close()

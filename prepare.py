@@ -179,10 +179,17 @@ def prepare(input_path, data_dir, val_fraction, chunk_bytes=1 << 22):
             os.makedirs(data_dir, exist_ok=True)   # a pipe or a device: it cannot be read twice
             input_path = copy_stream(input_path, stream_copy, chunk_bytes)
         info = encode_and_split(input_path, data_dir, val_fraction, paths, chunk_bytes, source)
-        # Publish: every new file is complete on disk, so the renames are all that is left, and
-        # train.py checks that the three files agree (it refuses a set torn by a crash in between).
-        for path in paths.values():
-            os.replace(path + ".tmp", path)
+        # Publish: every new file is complete on disk, so three renames are all that is left; no
+        # Ctrl-C can come between them, and train.py refuses a set torn by a crash (sizes disagree).
+        blocked = {signal.SIGINT, signal.SIGTERM}
+        if hasattr(signal, "pthread_sigmask"):  # a Ctrl-C waits until all three are in place
+            signal.pthread_sigmask(signal.SIG_BLOCK, blocked)
+        try:
+            for path in paths.values():
+                os.replace(path + ".tmp", path)
+        finally:
+            if hasattr(signal, "pthread_sigmask"):
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, blocked)
         return info
     except KeyError:  # pass 2 met a character pass 1 did not see
         raise UserError(f"{input_path} changed while it was being read; run prepare.py again")

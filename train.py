@@ -12,7 +12,8 @@ The loop is the lecture's: draw a random batch of text chunks, predict every nex
 measure the cross-entropy loss, backpropagate, take an AdamW step; every eval_interval steps
 estimate the train and validation loss, log them, and keep the weights that scored best on
 validation. On top of the lecture: a learning-rate warmup and cosine decay, gradient clipping,
-weight decay on matrices only, bfloat16 where the hardware is fast at it, and runs that resume.
+weight decay on matrices only, bfloat16 (or float16 with a loss scaler) where the hardware is fast
+at it, the Muon optimiser as an option, runs that end on a time budget, and runs that resume.
 
 Read from here to the divider "The lesson ends here": the recipes, batches, the loss estimate,
 the optimiser and its schedule, and the training loop. Below it is the machinery the loop leans
@@ -59,13 +60,16 @@ PRESETS = {
                     max_iters=5000, eval_interval=500, eval_iters=200, learning_rate=1e-3,
                     min_lr=1e-4, warmup_iters=100, weight_decay=0.1, grad_clip=1.0,
                     optimizer="adamw", time_budget=None),
-    # Tuned by 14 full runs for the lowest validation loss in about 10 minutes on 2 CPU cores with
-    # AVX512-BF16: in that time wider, deeper or longer-context models learned more per step but
-    # took too few steps. No dropout: 0.1 measured worse, and slower, in 10 minutes.
-    "cpu": dict(batch_size=48, block_size=128, n_layer=4, n_head=4, n_embd=256, dropout=0.0,
-                max_iters=1100, eval_interval=300, eval_iters=20, learning_rate=2e-3,
+    # Tuned by full runs for the lowest validation loss in 10 minutes on 2 CPU cores with
+    # AVX512-BF16 (README, "What to expect"): in that time wider, deeper or longer-context models
+    # took too few steps; Muon learns more per step than AdamW and then overfits, which dropout 0.1
+    # holds back (0.2 held back learning too). It trains for 9.5 minutes, whatever the machine
+    # does per step; max_iters is then only the length the schedule is drawn for (--max-iters N
+    # instead: N steps, the same run on every machine).
+    "cpu": dict(batch_size=48, block_size=128, n_layer=4, n_head=4, n_embd=256, dropout=0.1,
+                max_iters=1100, eval_interval=200, eval_iters=20, learning_rate=2e-3,
                 min_lr=2e-4, warmup_iters=100, weight_decay=0.1, grad_clip=1.0,
-                optimizer="adamw", time_budget=None),
+                optimizer="muon", time_budget=9.5),
 }
 GPT_SIZES = ("block_size", "n_layer", "n_head", "n_embd", "dropout")
 
@@ -114,17 +118,17 @@ def estimate_loss(model, splits, eval_iters, batch_size, block_size, device, aut
 
 
 # -----------------------------------------------------------------------------
-# Optimisation: AdamW, its learning-rate schedule
+# Optimisation: AdamW (or Muon), the learning-rate schedule
 
 def configure_optimizer(model, learning_rate, weight_decay, optimizer="adamw", muon_lr_scale=1.0):
-    """AdamW (the lecture's optimiser) -> a torch optimiser; or Muon for the weight matrices inside the
-    blocks, with AdamW for everything else -> the two as one (class Optimizers, below the divider).
+    """AdamW (the lecture's optimiser) -> a torch optimiser; or with optimizer="muon", Muon and AdamW
+    as one (configure_muon, below the divider).
 
     Weight decay pulls weights towards zero, a pressure to use small, spread-out weights. Biases
     and layer-norm gains are single numbers per channel whose size is their whole job: leave them.
     beta2 = 0.99 instead of 0.999: in a few thousand steps the second-moment estimate should
     forget its noisy start sooner. Each parameter group's "lr_scale" multiplies the scheduled
-    learning rate (the training loop sets every group's lr).
+    learning rate (the training loop sets every group's lr): 1 here; Muon's matrices may take more.
     """
     decay = [p for p in model.parameters() if p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.dim() < 2]
@@ -132,28 +136,9 @@ def configure_optimizer(model, learning_rate, weight_decay, optimizer="adamw", m
         groups = [{"params": decay, "weight_decay": weight_decay, "lr_scale": 1.0},
                   {"params": no_decay, "weight_decay": 0.0, "lr_scale": 1.0}]
         return torch.optim.AdamW(groups, lr=learning_rate, betas=(0.9, 0.99))
-    # Muon (MomentUm Orthogonalized by Newton-Schulz) keeps a momentum of the gradient, as SGD
-    # does, but does not step along it directly. A weight matrix's momentum is dominated by a few
-    # directions, and a plain step would move the matrix mostly along those. Muon replaces the
-    # momentum by the nearest orthogonal matrix (the same singular vectors, every singular value
-    # set to 1), found with five cheap Newton-Schulz iterations of matrix multiplies, so every
-    # direction of the matrix moves at a similar rate. That learns more per step than AdamW, which
-    # scales each number on its own and never sees the matrix as a whole. It is made for the 2-D
-    # weights between layers; the embeddings, the output head, biases and layer-norm gains stay
-    # with AdamW. adjust_lr_fn="match_rms_adamw" sizes Muon's steps like AdamW's, so one
-    # learning rate serves both (times muon_lr_scale for the matrices).
-    if not hasattr(torch.optim, "Muon"):
-        raise UserError(f"--optimizer muon needs PyTorch 2.9 or later (this is {torch.__version__}); "
-                        f"upgrade torch or use --optimizer adamw")
-    matrices = [p for block in model.blocks for p in block.parameters() if p.dim() == 2]
-    in_muon = {id(p) for p in matrices}
-    muon = torch.optim.Muon([{"params": matrices, "lr_scale": muon_lr_scale}], lr=learning_rate * muon_lr_scale,
-                            weight_decay=weight_decay, adjust_lr_fn="match_rms_adamw")
-    adamw = torch.optim.AdamW([{"params": [p for p in decay if id(p) not in in_muon], "weight_decay": weight_decay,
-                                "lr_scale": 1.0},
-                               {"params": no_decay, "weight_decay": 0.0, "lr_scale": 1.0}],
-                              lr=learning_rate, betas=(0.9, 0.99))
-    return Optimizers(muon=muon, adamw=adamw)
+    # --optimizer muon: Muon for the weight matrices inside the blocks, AdamW for the rest; what
+    # Muon does and why it learns more per step is told where it is built, below the divider.
+    return configure_muon(model, learning_rate, weight_decay, muon_lr_scale, decay, no_decay)
 
 
 def get_lr(iter_num, learning_rate, min_lr, warmup_iters, lr_decay_iters):
@@ -175,7 +160,8 @@ def get_lr(iter_num, learning_rate, min_lr, warmup_iters, lr_decay_iters):
 # The training loop
 
 def train(args):
-    """Train as args say (settings left as None come from the recipe) -> the best validation loss."""
+    """Train as args say (settings left as None come from the recipe) -> the best validation loss.
+    (Ctrl-C or SIGTERM: the run saves, then exits with the signal's status.)"""
     # The settings, the device and number format, the data and the run's files: class Run, below.
     run = Run(args)
     model = build_model(run.model_args, run.fused_attention).to(run.device)
@@ -186,10 +172,11 @@ def train(args):
         return best_val_loss
     # What the training step calls: the model itself, or the wrapper that torch.compile (--compile)
     # or torchrun's DistributedDataParallel puts around it. Evaluation and checkpoints use `model`.
-    forward = run.wrap(model)
+    wrapped = run.wrap(model)
     with stop_when_signalled() as stop, run.progress_bar(iter_num) as progress:
         while True:
-            # The run ends after max_iters steps or, with --time-budget, when its time is up.
+            # The run ends after max_iters steps (the lecture's `for iter in range(max_iters)`) or,
+            # with --time-budget, when its time is up.
             last_step = run.finished(iter_num)
             # Every eval_interval steps, and after the last one: measure both splits, log them,
             # and keep the weights with the best validation loss so far in ckpt.pt. (Under
@@ -202,7 +189,7 @@ def train(args):
                 improved = losses["val"] < best_val_loss
                 best_val_loss = min(best_val_loss, losses["val"])
                 run.record(iter_num, losses, best_val_loss, improved)   # log.csv; ckpt.pt if improved; last.pt
-            if last_step or stop.requested:
+            if last_step or run.agree(stop.requested):   # (under torchrun, all ranks stop together)
                 break
 
             # One step of gradient descent on one random batch. The learning rate follows the
@@ -210,23 +197,24 @@ def train(args):
             lr = get_lr(run.schedule_step(iter_num), args.learning_rate, args.min_lr, args.warmup_iters,
                         args.lr_decay_iters)
             for group in optimizer.param_groups:
-                group["lr"] = lr * group["lr_scale"]
+                group["lr"] = lr * group["lr_scale"]   # lr_scale: 1, or more for Muon's matrices
             x, y = get_batch(run.train_data, args.batch_size, args.block_size, run.device)
             with run.autocast():
-                logits, loss = forward(x, y)
+                logits, loss = wrapped(x, y)
             optimizer.zero_grad(set_to_none=True)
-            # In float32 and bfloat16 the scaler does nothing: these three lines are loss.backward()
-            # and optimizer.step(). In float16, tiny gradients would round to zero, so the loss is
-            # multiplied by a large scale first and the gradients divided by it before the step;
-            # a step whose gradients overflowed is skipped and the scale lowered (Run.scaler).
-            run.scaler.scale(loss).backward()
+            # The scaler matters in float16 only; in float32 and bfloat16 every call below passes
+            # through, and the step is the lecture's loss.backward() then optimizer.step(). In
+            # float16, tiny gradients would round to zero, so backward runs on the loss times a
+            # large scale; the gradients are divided by it again before the step (Run.scaler).
+            run.scaler.scale(loss).backward()              # loss.backward()
             if args.grad_clip > 0:
                 # One unlucky batch can produce a huge gradient; cap its length so it cannot
-                # throw the weights far from where the previous steps brought them.
+                # throw the weights far from where the previous steps brought them. (The true
+                # gradients, unscaled first: the cap is on their length, not the scaled one.)
                 run.scaler.unscale_(optimizer)
                 torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
-            run.scaler.step(optimizer)
-            run.scaler.update()
+            run.scaler.step(optimizer)                     # optimizer.step(); in float16, skipped if
+            run.scaler.update()                            # the gradients overflowed, and the scale lowered
             loss_value = loss.item()
             run.check_loss(loss_value, iter_num)   # a loss that became (and stays) inf or NaN stops the run
             iter_num += 1
@@ -267,8 +255,8 @@ def load_splits(data_dir):
             if not os.path.isfile(path) or os.path.getsize(path) != expected:
                 size = os.path.getsize(path) if os.path.isfile(path) else "no"
                 raise UserError(damaged.format(f"{name}.bin has {size} bytes, vocab.json says {expected}"))
-            # A memory map reads only the pages a batch touches, so start-up costs the same for
-            # 1 MB of text as for 10 GB.
+            # A memory map reads only the pages a batch touches; the check of the ids below reads
+            # the file once (about a second per GB).
             data = np.memmap(path, dtype=dtype, mode="r")
             if int(data.max()) >= len(chars):  # an id with no character: the embedding would fail
                 raise UserError(damaged.format(f"{name}.bin holds ids beyond vocab.json's {len(chars)} characters"))
@@ -527,16 +515,23 @@ class Run:
         try:
             import fcntl  # Linux and macOS: a lock on the folder that the system drops when we exit
             fcntl.flock(self.lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except ImportError:
-            pass
-        except OSError:
+        except BlockingIOError:
             raise UserError(f"another train.py is running in {args.out_dir}/; wait for it to finish, or use "
                             f"another --out-dir")
+        except (ImportError, OSError):
+            pass  # no locks here (Windows, some network disks): runs are not guarded against each other
         if not args.resume and not args.overwrite:
             found = describe_run(args.out_dir)
+            if found and found.startswith("a log.csv"):
+                raise UserError(f"{args.out_dir}/ holds {found}; train in another --out-dir, or start over "
+                                f"there with --overwrite")
             if found:
                 raise UserError(f"{args.out_dir}/ already holds a run ({found}); continue it with --resume, "
                                 f"train in another --out-dir, or start over there with --overwrite")
+        if args.overwrite and not args.resume:  # replace the earlier run whole, not checkpoint by checkpoint
+            for path in (self.ckpt_path, self.last_path):
+                if os.path.exists(path):
+                    os.remove(path)
         for path in (self.ckpt_path, self.last_path):  # left by a process killed mid-save
             if os.path.exists(path + ".tmp"):
                 os.remove(path + ".tmp")
@@ -581,7 +576,10 @@ class Run:
         if saved["model_args"] != self.model_args:
             raise UserError(f"{self.last_path} holds a different model ({saved['model_args']}); "
                             f"resume without size flags, or train afresh in another --out-dir")
-        self.model.load_state_dict(saved["model"])
+        try:
+            self.model.load_state_dict(saved["model"])
+        except RuntimeError as e:
+            raise UserError(f"{self.last_path} does not match its model description ({first_sentence(e)})")
         try:
             self.optimizer.load_state_dict(saved["optimizer"])
         except (ValueError, KeyError, TypeError):
@@ -589,6 +587,7 @@ class Run:
                             f"resume without --optimizer, or train afresh in another --out-dir")
         if self.scaler.is_enabled() and saved.get("scaler"):  # a float16 run's loss scale and its counters
             self.scaler.load_state_dict(saved["scaler"])
+            self.skipped_steps = saved.get("skipped_steps", 0)
         torch.set_rng_state(saved["rng_state"].cpu())
         if self.device.type == "cuda" and saved.get("cuda_rng_state") is not None:
             torch.cuda.set_rng_state(saved["cuda_rng_state"].cpu())
@@ -635,22 +634,36 @@ class Run:
         return clock() - self.started
 
     def finished(self, iter_num):
-        """Whether the run ends at iter_num: after max_iters steps, or with a time budget once it is spent."""
+        """Whether the run ends at iter_num: after max_iters steps, or with a time budget once it is spent.
+
+        With a time budget this also reads the clock for the step's schedule_step. Under torchrun
+        rank 0's clock counts for every rank: all must stop at the same step and use the same
+        learning rate, or their weights would part."""
         if self.args.time_budget is None:
             return iter_num >= self.args.max_iters
-        out_of_time = self.elapsed() >= 60 * self.args.time_budget
-        if self.world_size > 1:  # every rank must stop at the same step: rank 0's clock decides
-            flag = torch.tensor([float(out_of_time)], device=self.device)
-            torch.distributed.broadcast(flag, src=0)
-            out_of_time = bool(flag.item())
-        return out_of_time
+        self.now = self.elapsed()
+        if self.world_size > 1:
+            now = torch.tensor([self.now], dtype=torch.float64, device=self.device)
+            torch.distributed.broadcast(now, src=0)
+            self.now = now.item()
+        return self.now >= 60 * self.args.time_budget
 
     def schedule_step(self, iter_num):
-        """Where the learning-rate schedule stands: the step, or with a time budget the share of the
-        budget used times lr_decay_iters (so the warmup and the decay stretch to fit the time)."""
+        """Where the learning-rate schedule stands: the step; or with a time budget the share of the
+        budget used (as finished() last read it) times lr_decay_iters, so that warmup_iters and
+        lr_decay_iters count in "steps of a run of lr_decay_iters steps", stretched to fit the time."""
         if self.args.time_budget is None:
             return iter_num
-        return min(1.0, self.elapsed() / (60 * self.args.time_budget)) * self.args.lr_decay_iters
+        return min(1.0, self.now / (60 * self.args.time_budget)) * self.args.lr_decay_iters
+
+    def agree(self, stop_requested):
+        """Whether to stop for a signal: under torchrun the ranks may see it at different steps, so
+        each takes the largest request of all (a rank leaving alone would leave the others waiting)."""
+        if self.world_size == 1:
+            return stop_requested
+        flag = torch.tensor([stop_requested], device=self.device)
+        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+        return int(flag.item())
 
     def evaluates(self, iter_num):
         """Whether this process evaluates at iter_num: rank 0 does, except at the step a resume starts from."""
@@ -667,9 +680,11 @@ class Run:
         """After a step: stop the run (one line) on a loss that is inf or NaN; in float16, only once
         it stays so, and count the steps the loss scaler skipped.
 
-        With a loss scaler an overflow in one step is expected: the scaler skips that step and
-        lowers the scale (it only ever lowers it after a skip), so it is not divergence. A loss
-        still inf or NaN after PATIENT_STEPS steps in a row is.
+        In float16 one unlucky batch can overflow float16's range in the forward pass: its loss is
+        inf or NaN, so are its gradients, and the scaler skips that step, leaving the weights
+        unharmed (it also skips steps whose scaled gradients alone overflowed, and lowers the
+        scale; a drop in the scale marks a skip). That is not divergence; a loss still inf or NaN
+        after PATIENT_STEPS steps in a row is.
         """
         if self.scaler.is_enabled():
             scale = self.scaler.get_scale()
@@ -691,6 +706,7 @@ class Run:
                  "iter_num": iter_num, "best_val_loss": best_val_loss, "config": vars(self.args)}
         if with_state:
             saved.update(optimizer=self.optimizer.state_dict(), scaler=self.scaler.state_dict(), elapsed_s=self.elapsed(),
+                         skipped_steps=self.skipped_steps,
                          best_iter_num=self.best_iter_num, rng_state=torch.get_rng_state(),
                          cuda_rng_state=torch.cuda.get_rng_state() if self.device.type == "cuda" else None)
         return saved
@@ -702,8 +718,11 @@ class Run:
                                     f"{self.elapsed():.2f}"])
         if improved:
             self.best_iter_num = iter_num
-            save_checkpoint(self.ckpt_path, self.checkpoint(iter_num, best_val_loss, with_state=False))
+        # last.pt first: killed between the two saves, a resume knows the new best loss, so ckpt.pt
+        # (the older, worse weights) is replaced at the next improvement and never better by worse.
         save_checkpoint(self.last_path, self.checkpoint(iter_num, best_val_loss, with_state=True))
+        if improved:
+            save_checkpoint(self.ckpt_path, self.checkpoint(iter_num, best_val_loss, with_state=False))
 
     def finish(self, iter_num, best_val_loss, interrupted):
         """Save the state the run ended in (also after Ctrl-C) and say which file holds what."""
@@ -731,6 +750,36 @@ class Run:
         budget = f" (time budget {self.args.time_budget:g} min)" if self.args.time_budget is not None else ""
         print(f"last step {iter_num}: {self.last_path}, the state --resume continues from; "
               f"losses in {self.log_path}; {self.elapsed():.1f} s{budget}")
+
+
+def configure_muon(model, learning_rate, weight_decay, muon_lr_scale, decay, no_decay):
+    """Muon for the weight matrices inside the blocks, AdamW for the other parameters -> Optimizers.
+
+    Muon (MomentUm Orthogonalized by Newton-Schulz) keeps a momentum of the gradient, as SGD
+    does, but does not step along it directly. A weight matrix's momentum is dominated by a few
+    directions, and a plain step would move the matrix mostly along those. Muon replaces the
+    momentum by approximately the nearest orthogonal matrix (the same singular vectors, every
+    singular value near 1), found with five Newton-Schulz iterations of matrix multiplies, so
+    every direction of the matrix moves at a similar rate. AdamW scales each number on its own
+    and never sees the matrix as a whole. Measured on the CPU recipe (2-core AMD EPYC, 2026-11-24,
+    step 900 of the same 1,100-step schedule): val loss 1.504 with Muon, 1.549 with AdamW. It is made for the 2-D
+    weights between layers; the embeddings, the output head, biases and layer-norm gains stay
+    with AdamW. adjust_lr_fn="match_rms_adamw" sizes Muon's steps like AdamW's, so one learning
+    rate serves both; muon_lr_scale (default 2, which did better than 1 in those runs: 1.494 vs
+    1.504 at step 900) multiplies it for the matrices.
+    """
+    if not hasattr(torch.optim, "Muon"):
+        raise UserError(f"--optimizer muon needs PyTorch 2.9 or later (this is {torch.__version__}); "
+                        f"upgrade torch or use --optimizer adamw")
+    matrices = [p for block in model.blocks for p in block.parameters() if p.dim() == 2]
+    in_muon = {id(p) for p in matrices}
+    muon = torch.optim.Muon([{"params": matrices, "lr_scale": muon_lr_scale}], lr=learning_rate * muon_lr_scale,
+                            weight_decay=weight_decay, adjust_lr_fn="match_rms_adamw")
+    adamw = torch.optim.AdamW([{"params": [p for p in decay if id(p) not in in_muon], "weight_decay": weight_decay,
+                                "lr_scale": 1.0},
+                               {"params": no_decay, "weight_decay": 0.0, "lr_scale": 1.0}],
+                              lr=learning_rate, betas=(0.9, 0.99))
+    return Optimizers(muon=muon, adamw=adamw)
 
 
 class Optimizers:
@@ -1100,11 +1149,11 @@ def main(argv=None):
               file=sys.stderr)
         sys.exit(130)
     except (RuntimeError, MemoryError, OverflowError, ValueError) as e:  # out of memory; numbers too large
-        memory = isinstance(e, MemoryError) or "memory" in str(e).lower()
-        hint = ("out of memory: lower --batch-size first, then --block-size or --n-embd" if memory
-                else "a setting may be beyond what PyTorch can handle")
-        sys.exit(f"train.py: error: {first_sentence(e) if not memory else hint} ({type(e).__name__}); "
-                 f"{'' if memory else hint + '; '}the last checkpoints written in full are still in {args.out_dir}")
+        if isinstance(e, MemoryError) or "memory" in str(e).lower():
+            message = "out of memory: lower --batch-size first, then --block-size or --n-embd"
+        else:
+            message = f"{first_sentence(e)} ({type(e).__name__}; a very large setting can cause this)"
+        sys.exit(f"train.py: error: {message}; the last checkpoints written in full are still in {args.out_dir}")
 
 
 if __name__ == "__main__":

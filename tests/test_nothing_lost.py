@@ -218,3 +218,25 @@ def test_generate_out_keeps_the_old_file_until_the_new_samples_are_complete(gpt_
     result = run_script("generate.py", "--checkpoint", gpt_checkpoint, "--max-new-tokens", "20", "--seed", "1",
                         "--out", out, cwd=tmp_path)
     assert result.returncode == 0 and out.read_text() == result.stdout
+
+
+def test_a_leftover_cluster_environment_says_it_is_waiting_instead_of_hanging_silently(prepared):
+    environment = {**os.environ, "WORLD_SIZE": "2", "RANK": "0", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1",
+                   "MASTER_PORT": "29520"}
+    process = subprocess.Popen([sys.executable, str(ROOT / "train.py"), *TINY, "--max-iters", "1"], cwd=prepared,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment)
+    try:
+        line = process.stdout.readline()        # the first thing it says, while it waits for rank 1
+        assert "waiting for all 2 processes at 127.0.0.1:29520" in line and "unset it to train alone" in line
+    finally:
+        process.kill()
+        process.communicate()
+
+
+def test_ctrl_c_while_train_py_is_still_starting_is_one_line(prepared):
+    process = start_script("train.py", *TINY, "--max-iters", "1000000", cwd=prepared)
+    time.sleep(0.8)                             # PyTorch is still loading
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode != 0 and "Traceback" not in stderr
+    assert len(stderr.strip().splitlines()) == 1 and "interrupted" in stderr

@@ -253,7 +253,7 @@ def test_muon_trains_and_resumes_exactly(prepared):
 
 
 def test_resuming_with_another_optimizer_is_one_line(prepared):
-    assert run_script("train.py", *TINY_GPT, "--max-iters", "5", cwd=prepared).returncode == 0
+    assert run_script("train.py", *TINY_GPT, "--optimizer", "adamw", "--max-iters", "5", cwd=prepared).returncode == 0
     assert_one_line_error(run_script("train.py", "--resume", "--optimizer", "muon", "--max-iters", "10",
                                      cwd=prepared), "--optimizer adamw")
 
@@ -291,7 +291,7 @@ def test_with_a_time_budget_the_schedule_follows_the_share_of_time_used():
     import types
     args = types.SimpleNamespace(time_budget=2.0, lr_decay_iters=1000)      # 2 minutes
     for seconds, position in ((0, 0), (30, 250), (60, 500), (120, 1000), (150, 1000)):
-        run = types.SimpleNamespace(args=args, elapsed=lambda seconds=seconds: seconds)
+        run = types.SimpleNamespace(args=args, now=seconds)                  # as finished() read the clock
         assert train.Run.schedule_step(run, iter_num=7) == position
     args.time_budget = None                                                   # by step, as without a budget
     assert train.Run.schedule_step(types.SimpleNamespace(args=args), iter_num=7) == 7
@@ -437,3 +437,13 @@ def test_two_processes_with_a_time_budget_stop_at_the_same_step(prepared):
     result = subprocess.run(command, cwd=prepared, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]          # no rank left waiting for the other
     assert "(time budget 0.05 min)" in result.stdout
+
+
+def test_float16_and_muon_train_together(prepared):
+    best = train.train(train.parse_args(TINY_GPT + ["--dtype", "float16", "--optimizer", "muon", "--max-iters", "30",
+                                                    "--eval-interval", "15", "--data-dir", str(prepared / "data"),
+                                                    "--out-dir", str(prepared / "out")]))
+    with open(prepared / "out" / "log.csv", newline="") as f:
+        first = float(next(csv.DictReader(f))["val_loss"])
+    assert best < first - 0.3                                                   # it learns
+    assert torch.load(prepared / "out" / "last.pt", weights_only=True)["scaler"]["scale"] > 0
