@@ -240,3 +240,24 @@ def test_ctrl_c_while_train_py_is_still_starting_is_one_line(prepared):
     _, stderr = process.communicate(timeout=120)
     assert process.returncode != 0 and "Traceback" not in stderr
     assert len(stderr.strip().splitlines()) == 1 and "interrupted" in stderr
+
+
+def test_a_disk_that_fills_during_training_is_one_line_and_keeps_the_last_whole_checkpoints(prepared, monkeypatch,
+                                                                                            capsys):
+    import train
+    real_save, saves = torch.save, []
+
+    def save_until_full(obj, f):
+        saves.append(f.name)
+        if len(saves) > 2:                       # step 0's last.pt and ckpt.pt fit; then the disk is full
+            f.write(b"half")
+            raise OSError(28, "No space left on device")
+        real_save(obj, f)
+    monkeypatch.setattr(torch, "save", save_until_full)
+    with pytest.raises(SystemExit) as stopped:
+        train.main(TINY + ["--max-iters", "20", "--eval-interval", "5", "--data-dir", str(prepared / "data"),
+                           "--out-dir", str(prepared / "out")])
+    assert "No space left on device" in str(stopped.value) and "still in" in str(stopped.value)
+    monkeypatch.setattr(torch, "save", real_save)
+    assert sorted(p.name for p in (prepared / "out").iterdir()) == ["ckpt.pt", "last.pt", "log.csv"]
+    assert torch.load(prepared / "out" / "last.pt", weights_only=True)["iter_num"] == 0     # whole, and readable
