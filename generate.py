@@ -12,6 +12,7 @@ checkpoint alone is enough: it carries the model's sizes, its weights and its vo
 """
 
 import argparse
+import contextlib
 import os
 import signal
 import sys
@@ -38,7 +39,9 @@ def next_token_probs(logits, temperature=1.0, top_k=None, top_p=None):
     """
     if temperature == 0:
         return F.one_hot(logits.argmax(dim=-1), logits.size(-1)).float()    # (B, vocab_size)
-    logits = logits / temperature                                           # (B, vocab_size)
+    # Minus the largest logit first (the same softmax), in float64: a tiny temperature then turns
+    # the others into -inf and leaves the likeliest at 0, instead of overflowing to NaN.
+    logits = (logits.double() - logits.max(dim=-1, keepdim=True).values) / temperature  # (B, vocab_size)
     if top_k is not None:
         kth = torch.topk(logits, min(top_k, logits.size(-1))).values[:, [-1]]  # (B, 1)
         logits = logits.masked_fill(logits < kth, float("-inf"))             # (B, vocab_size)
@@ -47,6 +50,7 @@ def next_token_probs(logits, temperature=1.0, top_k=None, top_p=None):
         sorted_probs, order = probs.sort(dim=-1, descending=True)           # (B, vocab_size) each
         # Drop a character when the likelier ones before it already reach top_p.
         drop = sorted_probs.cumsum(dim=-1) - sorted_probs >= top_p          # (B, vocab_size)
+        drop[:, 0] = False                    # the likeliest is always kept, however small top_p is
         sorted_probs = sorted_probs.masked_fill(drop, 0.0)
         probs = torch.zeros_like(probs).scatter(-1, order, sorted_probs)    # (B, vocab_size)
     return probs
@@ -156,7 +160,7 @@ def parse_args(argv=None):
                              "0 < P <= 1 (default: all)")
     parser.add_argument("--num-samples", type=number(int), default=1,
                         help="how many independent samples to write, computed as one batch (default: 1)")
-    parser.add_argument("--seed", type=int, default=None,
+    parser.add_argument("--seed", type=number(int, zero_allowed=True, below=2**63), default=None,
                         help="random seed: the same seed writes the same text (default: a new one each run)")
     parser.add_argument("--interactive", action="store_true",
                         help="ask for prompts in a loop; an empty line or Ctrl-D ends")
@@ -229,7 +233,8 @@ def main(argv=None):
         sys.exit(f"generate.py: error: {first_sentence(e)}{hint}")
     finally:
         if out_file is not None and not finished:
-            out_file.close()
+            with contextlib.suppress(OSError):  # the text it still buffers cannot be written either
+                out_file.close()
             if os.path.exists(args.out + ".tmp"):
                 os.remove(args.out + ".tmp")
 

@@ -218,10 +218,10 @@ def encode_and_split(input_path, data_dir, val_fraction, paths, chunk_bytes, sou
     # continue passages it has never seen, not fill gaps between ones it has.
     n_train = int(n_chars * (1 - val_fraction))
     if n_train < 2:
-        raise UserError(f"--val-fraction {val_fraction:g} leaves {n_train} of {input_path}'s {n_chars:,} "
+        raise UserError(f"--val-fraction {val_fraction!r} leaves {n_train} of {input_path}'s {n_chars:,} "
                         f"characters for training; lower it")
     if n_chars - n_train < 2:
-        raise UserError(f"{input_path} has {n_chars:,} characters: --val-fraction {val_fraction:g} leaves "
+        raise UserError(f"{input_path} has {n_chars:,} characters: --val-fraction {val_fraction!r} leaves "
                         f"{n_chars - n_train} for validation; raise it, or give a longer text")
 
     # Pass 2: encode each chunk and append it to the split it belongs to.

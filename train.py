@@ -24,6 +24,7 @@ import argparse
 import contextlib
 import csv
 import ctypes
+import io
 import json
 import math
 import os
@@ -161,8 +162,7 @@ def get_lr(iter_num, learning_rate, min_lr, warmup_iters, lr_decay_iters):
 
 def train(args):
     """Train as args say (settings left as None come from the recipe) -> the best validation loss.
-    (Ctrl-C or SIGTERM: the run saves, then exits with the signal's status.)"""
-    # The settings, the device and number format, the data and the run's files: class Run, below.
+    The settings, device, number format, data and the run's files live in class Run, below."""
     run = Run(args)
     model = build_model(run.model_args, run.fused_attention).to(run.device)
     optimizer = configure_optimizer(model, args.learning_rate, args.weight_decay, args.optimizer, args.muon_lr_scale)
@@ -170,17 +170,15 @@ def train(args):
     iter_num, best_val_loss = run.start(model, optimizer)
     if run.nothing_to_do(iter_num):   # --resume of a run that has already reached its end
         return best_val_loss
-    # What the training step calls: the model itself, or the wrapper that torch.compile (--compile)
-    # or torchrun's DistributedDataParallel puts around it. Evaluation and checkpoints use `model`.
+    # The step calls `model` itself, or the wrapper torch.compile (--compile) or torchrun's
+    # DistributedDataParallel puts around it; evaluation and checkpoints use `model`.
     wrapped = run.wrap(model)
     with stop_when_signalled() as stop, run.progress_bar(iter_num) as progress:
         while True:
-            # The run ends after max_iters steps (the lecture's `for iter in range(max_iters)`) or,
-            # with --time-budget, when its time is up.
+            # The end: after max_iters steps (the lecture's `for iter in range(max_iters)`) or,
+            # with --time-budget, when time is up. Every eval_interval steps and at the end, measure
+            # both splits, log them, and keep the best validation loss's weights in ckpt.pt.
             last_step = run.finished(iter_num)
-            # Every eval_interval steps, and after the last one: measure both splits, log them,
-            # and keep the weights with the best validation loss so far in ckpt.pt. (Under
-            # torchrun only rank 0 does; a resumed run has already evaluated its first step.)
             if (iter_num % args.eval_interval == 0 or last_step) and run.evaluates(iter_num):
                 losses = estimate_loss(model, run.splits, args.eval_iters, args.batch_size, args.block_size,
                                        run.device, run.autocast)
@@ -202,15 +200,13 @@ def train(args):
             with run.autocast():
                 logits, loss = wrapped(x, y)
             optimizer.zero_grad(set_to_none=True)
-            # The scaler matters in float16 only; in float32 and bfloat16 every call below passes
-            # through, and the step is the lecture's loss.backward() then optimizer.step(). In
-            # float16, tiny gradients would round to zero, so backward runs on the loss times a
-            # large scale; the gradients are divided by it again before the step (Run.scaler).
+            # In float32 and bfloat16 the scaler passes each call through: the lecture's backward()
+            # and step(). In float16, where tiny gradients round to zero, backward runs on the loss
+            # times a large scale, and the gradients are divided by it before the step (Run.scaler).
             run.scaler.scale(loss).backward()              # loss.backward()
             if args.grad_clip > 0:
-                # One unlucky batch can produce a huge gradient; cap its length so it cannot
-                # throw the weights far from where the previous steps brought them. (The true
-                # gradients, unscaled first: the cap is on their length, not the scaled one.)
+                # Cap the gradient's length, so one unlucky batch cannot throw the weights far
+                # (its true length: the scaler's factor is divided out first).
                 run.scaler.unscale_(optimizer)
                 torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
             run.scaler.step(optimizer)                     # optimizer.step(); in float16, skipped if
@@ -463,7 +459,10 @@ class Run:
                  f"({why})" + (f", {self.world_size} processes" if self.world_size > 1 else ""))
         self.fused_attention = True
         if args.model == "gpt":
-            self.say(f"recipe: {args.preset}: " + ", ".join(f"{k}={getattr(args, k)}" for k in PRESETS[args.preset]))
+            settings = {k: getattr(args, k) for k in PRESETS[args.preset]}
+            if args.time_budget is not None:  # the budget ends the run; max_iters only shapes the schedule
+                settings["max_iters"] = f"{args.max_iters} (the schedule's length; the time budget ends the run)"
+            self.say(f"recipe: {args.preset}: " + ", ".join(f"{k}={v}" for k, v in settings.items()))
             self.fused_attention, why = pick_attention(args.attention, device)
             self.say(f"attention: {'fused' if self.fused_attention else 'explicit'} ({why})")
         self.rank = rank
@@ -817,9 +816,13 @@ class Optimizers:
 def save_checkpoint(path, checkpoint):
     """torch.save to a temporary file, then rename over `path`: a crash leaves the old or the new file."""
     tmp = path + ".tmp"
+    # Serialised in memory first: torch.save writing to a file reports a failed write (a full
+    # disk) as an opaque RuntimeError, where f.write raises an OSError that names its cause.
+    serialised = io.BytesIO()
+    torch.save(checkpoint, serialised)
     try:
         with open(tmp, "wb") as f:
-            torch.save(checkpoint, f)
+            f.write(serialised.getbuffer())
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -1014,8 +1017,9 @@ def describe_run(out_dir):
 # -----------------------------------------------------------------------------
 # Command line
 
-def number(kind, zero_allowed=False):
-    """An argparse type: a finite number of the given kind that is > 0 (or >= 0 with zero_allowed)."""
+def number(kind, zero_allowed=False, below=None):
+    """An argparse type: a finite number of the given kind that is > 0 (or >= 0 with zero_allowed),
+    and below `below` where that is given."""
     def parse(text):
         try:
             value = kind(text)
@@ -1025,6 +1029,8 @@ def number(kind, zero_allowed=False):
             raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
         if value < 0 or (value == 0 and not zero_allowed):
             raise argparse.ArgumentTypeError(f"must be {'0 or more' if zero_allowed else 'greater than 0'}, got {text}")
+        if below is not None and value >= below:
+            raise argparse.ArgumentTypeError(f"must be below {below}, got {text}")
         return value
     return parse
 
@@ -1086,7 +1092,7 @@ def parse_args(argv=None):
                              "random state and hyperparameters (flags given now override them)")
     parser.add_argument("--plot", metavar="DIR",
                         help="draw the loss curves of DIR/log.csv (a finished or running run) and exit")
-    parser.add_argument("--seed", type=int, help="random seed (default: 1337)")
+    parser.add_argument("--seed", type=number(int, zero_allowed=True, below=2**63), help="random seed (default: 1337)")
     parser.add_argument("--data-dir", help="where prepare.py wrote its files (default: data)")
     parser.add_argument("--out-dir", default="out", help="where ckpt.pt, last.pt and log.csv go (default: out)")
     return parser.parse_args(argv)
@@ -1125,6 +1131,13 @@ def fill_in_hyperparameters(args, saved=None):
         raise UserError(f"--dropout must be below 1, got {args.dropout}")
 
 
+def kept(out_dir):
+    """What a run that failed leaves behind, for its last line."""
+    if any(os.path.exists(os.path.join(out_dir, name)) for name in ("ckpt.pt", "last.pt")):
+        return f"the last checkpoints written in full are still in {out_dir}"
+    return f"no checkpoint was written to {out_dir}"
+
+
 def main(argv=None):
     signal.signal(signal.SIGINT, signal.default_int_handler)  # from here on, Ctrl-C is handled below
     args = parse_args(argv)
@@ -1142,18 +1155,16 @@ def main(argv=None):
     except UserError as e:
         sys.exit(f"train.py: error: {e}")
     except OSError as e:  # e.g. the disk filled up while writing: save_checkpoint left the old file whole
-        sys.exit(f"train.py: error: {e.strerror or e} ({e.filename or args.out_dir}); the last checkpoints "
-                 f"written in full are still in {args.out_dir}")
+        sys.exit(f"train.py: error: {e.strerror or e} ({e.filename or args.out_dir}); {kept(args.out_dir)}")
     except KeyboardInterrupt:  # a second Ctrl-C, or one before training started
-        print(f"train.py: interrupted; the last checkpoints written in full are still in {args.out_dir}",
-              file=sys.stderr)
+        print(f"train.py: interrupted; {kept(args.out_dir)}", file=sys.stderr)
         sys.exit(130)
     except (RuntimeError, MemoryError, OverflowError, ValueError) as e:  # out of memory; numbers too large
         if isinstance(e, MemoryError) or "memory" in str(e).lower():
             message = "out of memory: lower --batch-size first, then --block-size or --n-embd"
         else:
             message = f"{first_sentence(e)} ({type(e).__name__}; a very large setting can cause this)"
-        sys.exit(f"train.py: error: {message}; the last checkpoints written in full are still in {args.out_dir}")
+        sys.exit(f"train.py: error: {message}; {kept(args.out_dir)}")
 
 
 if __name__ == "__main__":

@@ -206,6 +206,22 @@ def test_numbers_at_the_edges_of_what_integers_hold_are_one_line(prepared, flags
         assert_one_line_error(result)
 
 
+def test_sampling_numbers_at_the_edges_are_greedy_or_one_line(gpt_checkpoint, tmp_path):
+    def generate(*flags):
+        return run_script("generate.py", "--checkpoint", gpt_checkpoint, "--max-new-tokens", "30", "--seed", "1",
+                          *flags, cwd=tmp_path)
+    greedy = generate("--temperature", "0")
+    assert greedy.returncode == 0
+    # A temperature too small for float32 (1e-300 / float32 is 0/0) and a top-p below every
+    # probability both leave only the likeliest character: greedy, not NaN.
+    for flags in (["--temperature", "1e-300"], ["--temperature", "5e-324"], ["--top-p", "1e-300"]):
+        result = generate(*flags)
+        assert result.returncode == 0 and result.stdout == greedy.stdout, (flags, result.stderr)
+    for seed in (str(2**70), "-1"):
+        assert_one_line_error(run_script("generate.py", "--checkpoint", gpt_checkpoint, "--seed", seed, cwd=tmp_path),
+                              "--seed")
+
+
 def test_generate_out_keeps_the_old_file_until_the_new_samples_are_complete(gpt_checkpoint, tmp_path):
     out = tmp_path / "samples.txt"
     out.write_text("my earlier samples\n")
@@ -242,22 +258,53 @@ def test_ctrl_c_while_train_py_is_still_starting_is_one_line(prepared):
     assert len(stderr.strip().splitlines()) == 1 and "interrupted" in stderr
 
 
-def test_a_disk_that_fills_during_training_is_one_line_and_keeps_the_last_whole_checkpoints(prepared, monkeypatch,
-                                                                                            capsys):
-    import train
-    real_save, saves = torch.save, []
 
-    def save_until_full(obj, f):
-        saves.append(f.name)
-        if len(saves) > 2:                       # step 0's last.pt and ckpt.pt fit; then the disk is full
-            f.write(b"half")
-            raise OSError(28, "No space left on device")
-        real_save(obj, f)
-    monkeypatch.setattr(torch, "save", save_until_full)
-    with pytest.raises(SystemExit) as stopped:
-        train.main(TINY + ["--max-iters", "20", "--eval-interval", "5", "--data-dir", str(prepared / "data"),
-                           "--out-dir", str(prepared / "out")])
-    assert "No space left on device" in str(stopped.value) and "still in" in str(stopped.value)
-    monkeypatch.setattr(torch, "save", real_save)
-    assert sorted(p.name for p in (prepared / "out").iterdir()) == ["ckpt.pt", "last.pt", "log.csv"]
-    assert torch.load(prepared / "out" / "last.pt", weights_only=True)["iter_num"] == 0     # whole, and readable
+# --- a full disk, as the user meets it ------------------------------------------------------------
+
+def run_on_a_full_disk(script, *args, cwd, max_file_bytes):
+    """Run a script where no file it writes may grow past max_file_bytes: the kernel refuses the
+    write (EFBIG, "File too large") as a full disk refuses it (ENOSPC), so each script meets the
+    failure where it really writes, not where a test patched something."""
+    resource = pytest.importorskip("resource")
+
+    def limit_file_size():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)     # a failed write, not a killed process
+        resource.setrlimit(resource.RLIMIT_FSIZE, (max_file_bytes, max_file_bytes))
+    return subprocess.run([sys.executable, str(ROOT / script), *map(str, args)], cwd=cwd, capture_output=True,
+                          text=True, timeout=300, preexec_fn=limit_file_size)
+
+
+def test_a_full_disk_under_prepare_py_leaves_the_earlier_data_whole(prepared, tmp_path):
+    before = files_of(prepared / "data")
+    bigger = tmp_path / "bigger.txt"
+    bigger.write_text(make_text(4000, seed=1), encoding="utf-8")           # ~400k characters
+    result = run_on_a_full_disk("prepare.py", "--input", bigger, cwd=prepared, max_file_bytes=100_000)
+    assert_one_line_error(result, "File too large")
+    assert files_of(prepared / "data") == before
+
+
+def test_a_full_disk_under_a_resumed_run_keeps_its_checkpoints_as_they_were(prepared):
+    assert run_script("train.py", *TINY, "--max-iters", "10", "--eval-interval", "5", cwd=prepared).returncode == 0
+    checkpoints = {name: (prepared / "out" / name).read_bytes() for name in ("ckpt.pt", "last.pt")}
+    assert min(len(data) for data in checkpoints.values()) > 20_000
+    result = run_on_a_full_disk("train.py", *TINY, "--resume", "--max-iters", "20", "--eval-interval", "5",
+                                cwd=prepared, max_file_bytes=20_000)
+    assert_one_line_error(result, "File too large", "still in out")
+    assert {name: (prepared / "out" / name).read_bytes() for name in checkpoints} == checkpoints
+    assert not list((prepared / "out").glob("*.tmp"))
+    resumed = run_script("train.py", *TINY, "--resume", "--max-iters", "20", "--eval-interval", "5", cwd=prepared)
+    assert resumed.returncode == 0, resumed.stderr                          # and the run goes on from there
+    fresh = run_on_a_full_disk("train.py", *TINY, "--max-iters", "20", "--out-dir", "fresh", cwd=prepared,
+                               max_file_bytes=20_000)
+    assert_one_line_error(fresh, "File too large", "no checkpoint was written to fresh")
+
+
+def test_a_full_disk_under_generate_out_keeps_the_old_file(gpt_checkpoint, tmp_path):
+    out = tmp_path / "samples.txt"
+    out.write_text("my earlier samples\n")
+    # Ten samples of 600 characters: written in small pieces that the file object buffers, so the
+    # failure comes at a flush, and again when the file is closed.
+    result = run_on_a_full_disk("generate.py", "--checkpoint", gpt_checkpoint, "--max-new-tokens", "600",
+                                "--num-samples", "10", "--out", out, cwd=tmp_path, max_file_bytes=4096)
+    assert_one_line_error(result, "cannot write --out", "File too large", "unchanged")
+    assert out.read_text() == "my earlier samples\n" and not (tmp_path / "samples.txt.tmp").exists()
