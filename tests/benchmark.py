@@ -107,7 +107,7 @@ def run_steps(impl, config, iters, attention, dtype):
 
 
 def speed(args):
-    variants = [("plain", "manual", "float32")] + [("ours", attention, args.dtype) for attention in args.attention]
+    variants = [("plain", "explicit", "float32")] + [("ours", attention, args.dtype) for attention in args.attention]
     results = {v: {"process_s": [], "step_s": []} for v in variants}
     c = CONFIGS[args.config]
     print(f"config {args.config}: {c}, {args.iters} steps per process, {args.rounds} rounds")
@@ -253,7 +253,7 @@ if __name__ == "__main__":
     p.add_argument("--config", choices=sorted(CONFIGS), default="lecture")
     p.add_argument("--iters", type=int, default=8, help="training steps per process (default: 8)")
     p.add_argument("--rounds", type=int, default=3, help="interleaved repetitions (default: 3)")
-    p.add_argument("--attention", nargs="+", choices=["fused", "manual"], default=["manual", "fused"])
+    p.add_argument("--attention", nargs="+", choices=["fused", "explicit"], default=["explicit", "fused"])
     p.add_argument("--dtype", choices=["auto", "float32", "bfloat16"], default="auto")
     q = sub.add_parser("quality", help="run train.py and report the validation loss it reaches")
     q.add_argument("--minutes", type=float, default=10.0, help="also report the best val loss within this time")
@@ -273,7 +273,7 @@ if __name__ == "__main__":
     s.add_argument("--impl", choices=["plain", "ours"])
     s.add_argument("--config", choices=sorted(CONFIGS))
     s.add_argument("--iters", type=int)
-    s.add_argument("--attention", choices=["fused", "manual"])
+    s.add_argument("--attention", choices=["fused", "explicit"])
     s.add_argument("--dtype", choices=["auto", "float32", "bfloat16"])
     args = parser.parse_args()
     if args.command == "speed":

@@ -299,6 +299,16 @@ def test_a_full_disk_under_a_resumed_run_keeps_its_checkpoints_as_they_were(prep
     assert_one_line_error(fresh, "File too large", "no checkpoint was written to fresh")
 
 
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full, a file every write to fails")
+def test_samples_printed_to_a_full_disk_are_one_line(gpt_checkpoint, tmp_path):
+    # `python generate.py > file` on a full disk: /dev/full answers every write with ENOSPC.
+    with open("/dev/full", "w") as full:
+        result = subprocess.run([sys.executable, str(ROOT / "generate.py"), "--checkpoint", str(gpt_checkpoint),
+                                 "--max-new-tokens", "50"], cwd=tmp_path, stdout=full, stderr=subprocess.PIPE,
+                                text=True, timeout=120)
+    assert_one_line_error(result, "cannot write the samples", "No space left on device")
+
+
 def test_a_full_disk_under_generate_out_keeps_the_old_file(gpt_checkpoint, tmp_path):
     out = tmp_path / "samples.txt"
     out.write_text("my earlier samples\n")
