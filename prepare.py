@@ -20,6 +20,7 @@ import codecs
 import hashlib
 import json
 import os
+import select
 import signal
 import sys
 import urllib.request
@@ -156,8 +157,16 @@ def copy_stream(input_path, copy_path, chunk_bytes=1 << 22):
     prepare reads its text twice (that keeps its memory flat); a pipe would be empty the second time.
     """
     try:
-        with open(input_path, "rb") as source, open(copy_path, "wb") as copy:
-            while chunk := source.read(chunk_bytes):
+        # Unbuffered, so that each read returns what the pipe holds; and on POSIX the pipe is
+        # waited for a second at a time: a Ctrl-C that lands just before a read would otherwise
+        # be seen only when the next byte comes; here it is seen within a second.
+        with open(input_path, "rb", buffering=0) as source, open(copy_path, "wb") as copy:
+            while True:
+                if os.name == "posix" and not select.select([source], [], [], 1.0)[0]:
+                    continue
+                chunk = source.read(chunk_bytes)
+                if not chunk:
+                    break
                 copy.write(chunk)
     except OSError as e:
         raise UserError(f"cannot read {input_path}: {e.strerror}")
