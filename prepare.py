@@ -157,9 +157,9 @@ def copy_stream(input_path, copy_path, chunk_bytes=1 << 22):
     prepare reads its text twice (that keeps its memory flat); a pipe would be empty the second time.
     """
     try:
-        # Unbuffered, so that each read returns what the pipe holds; and on POSIX the pipe is
-        # waited for a second at a time: a Ctrl-C that lands just before a read would otherwise
-        # be seen only when the next byte comes; here it is seen within a second.
+        # Unbuffered reads return what the pipe holds now. On POSIX the pipe is waited for a
+        # second at a time, so a Ctrl-C that lands just before a read is seen within a second,
+        # not only when the next byte comes.
         with open(input_path, "rb", buffering=0) as source, open(copy_path, "wb") as copy:
             while True:
                 if os.name == "posix" and not select.select([source], [], [], 1.0)[0]:

@@ -13,9 +13,9 @@ measure the cross-entropy loss, backpropagate, take an optimiser step; every eva
 estimate the train and validation loss, log them, and keep the weights that scored best on
 validation. On top of the lecture: a learning-rate warmup and cosine decay, gradient clipping,
 weight decay on matrices only, bfloat16 (or float16 with a loss scaler) where the hardware is fast
-at it, runs that end on a time budget, runs that resume, and the Muon optimiser for the blocks'
-matrices, which the CPU recipe uses (the lecture's AdamW, which the lecture preset keeps, for
-everything else): it learns more per step, so a CPU's few minutes go further.
+at it, runs that end on a time budget, runs that resume, and the Muon optimiser. The CPU recipe
+trains the blocks' weight matrices with Muon, which learns more per step, so a CPU's few minutes
+go further; AdamW, the lecture's optimiser, trains the rest, and all of the lecture preset.
 
 Read from here to the divider "The lesson ends here": the recipes, batches, the loss estimate,
 the optimiser and its schedule, and the training loop. Below it is the machinery the loop leans
