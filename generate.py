@@ -1,47 +1,41 @@
 """
 Step 6 of the lesson: let a trained model write.
 
-    python generate.py                                    # 500 characters from out/ckpt.pt (the best weights)
-    python generate.py --prompt "ROMEO:" --seed 7         # continue a prompt, repeatably
-    python generate.py --num-samples 3 --top-p 0.9        # three samples, from the likeliest 90%
-    python generate.py --interactive                      # type a line, the model continues it
+    python generate.py                              # 500 characters from out/ckpt.pt, the best weights
+    python generate.py --prompt "ROMEO:" --seed 7   # continue a prompt, repeatably
+    python generate.py --num-samples 3 --top-p 0.9  # three samples, each from the likeliest 90%
+    python generate.py --interactive                # type a line, the model continues it
 
 A language model gives, for a context, a probability for every possible next character. To write,
 we sample one character from that distribution, append it to the context, and ask again. The
-checkpoint alone is enough: it carries the model's sizes, its weights and its vocabulary.
+checkpoint is all it needs: the model's sizes, its weights and its vocabulary.
 """
 
 import argparse
-import contextlib
+import math
 import os
-import signal
+import pickle
 import sys
-
-if __name__ == "__main__":  # Ctrl-C while the libraries below load: one line, not a traceback
-    signal.signal(signal.SIGINT, lambda signum, frame: sys.exit("generate.py: interrupted while starting; nothing changed"))
 
 import torch
 from torch.nn import functional as F
 
-from gpt import GPT, KVCache
-from prepare import UserError, encode
-from train import first_sentence, load_checkpoint, number, pick_device, refuse_what_cannot_fit
+from bigram import BigramLanguageModel
+from gpt import GPT, GPTConfig, KVCache
 
 
 def next_token_probs(logits, temperature=1.0, top_k=None, top_p=None):
-    """Last-step logits (B, vocab_size) -> the weights to sample from (B, vocab_size): probabilities,
-    except that top-p leaves them summing to less than 1 (torch.multinomial needs no more).
+    """Last-step logits (B, vocab_size) -> the weights to sample from (B, vocab_size).
 
-    temperature: divides the logits; below 1 sharpens the distribution (safer, more repetitive
-    text), above 1 flattens it (wilder). 0 means always the likeliest character (greedy).
-    top_k: keep only the k likeliest characters. top_p: keep the fewest likeliest characters
-    whose probabilities add up to p ("nucleus" sampling). Both cut off the long tail of unlikely
-    characters, which is where nonsense comes from.
+    temperature divides the logits: below 1 sharpens the distribution (safer, more repetitive
+    text), above 1 flattens it (wilder); 0 always takes the likeliest character (greedy). top_k
+    keeps the k likeliest characters, top_p the fewest likeliest whose probabilities add up to p
+    ("nucleus" sampling): both cut off the long tail of unlikely characters, where nonsense lives.
     """
     if temperature == 0:
         return F.one_hot(logits.argmax(dim=-1), logits.size(-1)).float()    # (B, vocab_size)
-    # Minus the largest logit first (the same softmax), in float64: a tiny temperature then turns
-    # the others into -inf and leaves the likeliest at 0, instead of overflowing to NaN.
+    # In float64 and minus the largest logit (the same softmax): a tiny temperature then leaves
+    # the likeliest at 0 and the others at -inf, instead of overflowing to NaN.
     logits = (logits.double() - logits.max(dim=-1, keepdim=True).values) / temperature  # (B, vocab_size)
     if top_k is not None:
         kth = torch.topk(logits, min(top_k, logits.size(-1))).values[:, [-1]]  # (B, 1)
@@ -49,195 +43,172 @@ def next_token_probs(logits, temperature=1.0, top_k=None, top_p=None):
     probs = F.softmax(logits.float(), dim=-1)                               # (B, vocab_size)
     if top_p is not None:
         sorted_probs, order = probs.sort(dim=-1, descending=True)           # (B, vocab_size) each
-        # Drop a character when the likelier ones before it already reach top_p.
+        # Drop a character when the likelier ones before it already reach top_p; keep the first.
         drop = sorted_probs.cumsum(dim=-1) - sorted_probs >= top_p          # (B, vocab_size)
-        drop[:, 0] = False                    # the likeliest is always kept, however small top_p is
-        sorted_probs = sorted_probs.masked_fill(drop, 0.0)
-        probs = torch.zeros_like(probs).scatter(-1, order, sorted_probs)    # (B, vocab_size)
+        drop[:, 0] = False
+        probs = torch.zeros_like(probs).scatter(-1, order, sorted_probs.masked_fill(drop, 0.0))
     return probs
 
 
-@torch.inference_mode()  # no_grad, and also no autograd bookkeeping at all: less work per character
+@torch.inference_mode()   # no autograd bookkeeping at all: less work per character
 def sample(model, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None, kv_cache=True):
-    """Yield max_new_tokens sampled ids, one (B,) tensor per step, continuing idx (B, T).
-
-    The same loop as the models' own generate(), as a generator, so that each character can be
-    printed the moment it is sampled; with sampling controls, and a KV cache for the GPT.
-    """
+    """Yield max_new_tokens sampled ids, one (B,) tensor per step, continuing idx (B, T): the models'
+    own generate() loop, with the sampling controls and, for the GPT, a KV cache."""
     block_size = getattr(model, "block_size", None)   # the bigram looks at one character: no limit
     cache = KVCache(model.config) if kv_cache and isinstance(model, GPT) else None
     for step in range(max_new_tokens):
         if cache is not None and step == 0:
-            # The prompt (its last block_size characters) in one pass, filling the cache.
-            logits, _ = model(idx[:, -block_size:], cache=cache)           # (B, T, vocab_size)
+            logits, _ = model(idx[:, -block_size:], cache=cache)    # the prompt in one pass: (B, T, vocab_size)
         elif cache is not None and cache.length < block_size:
-            # Only the newest character goes through the model; the cache holds the rest.
-            logits, _ = model(idx[:, -1:], cache=cache)                     # (B, 1, vocab_size)
+            logits, _ = model(idx[:, -1:], cache=cache)             # only the newest character: (B, 1, vocab_size)
         else:
-            # No cache, or the window is full. The lecture crops the context to its last
-            # block_size characters, so from here on every character sits one position earlier
-            # than at the step before, and under learned position embeddings its key and value
-            # change: the cache would be stale. To stay exactly the lecture's model we recompute
-            # the whole window per character, as the plain path does: past block_size characters
-            # the cache saves nothing.
-            idx_cond = idx if block_size is None else idx[:, -block_size:]  # (B, <= block_size)
-            logits, _ = model(idx_cond)                                     # (B, T, vocab_size)
-        probs = next_token_probs(logits[:, -1, :], temperature, top_k, top_p)  # (B, vocab_size)
+            # No cache, or the window is full. Cropped to its last block_size characters, every
+            # character sits one position earlier than a step before, so its key and value (which
+            # include its position) change and the cache would be stale: the whole window again.
+            logits, _ = model(idx if block_size is None else idx[:, -block_size:])  # (B, T, vocab_size)
+        probs = next_token_probs(logits[:, -1, :], temperature, top_k, top_p)     # (B, vocab_size)
         if temperature == 0:
-            idx_next = probs.argmax(dim=-1, keepdim=True)                   # (B, 1)
+            idx_next = probs.argmax(dim=-1, keepdim=True)                         # (B, 1)
         else:
-            idx_next = torch.multinomial(probs, num_samples=1)              # (B, 1)
-        idx = torch.cat((idx, idx_next), dim=1)                             # (B, T + 1)
-        yield idx_next[:, 0]                                                # (B,)
+            idx_next = torch.multinomial(probs, num_samples=1)                    # (B, 1)
+        idx = torch.cat((idx, idx_next), dim=1)                                   # (B, T + 1)
+        yield idx_next[:, 0]                                                      # (B,)
 
 
-def write_samples(model, chars, prompt, args, device, out_file=None):
-    """Sample args.num_samples continuations of `prompt` as one batch; print them one after another.
-
-    The first sample is printed as it is written (flushed per character, so you watch it type);
-    the others, computed alongside it, follow.
-    """
-    prompt_ids = torch.as_tensor(encode(prompt, chars), dtype=torch.long, device=device)   # (T,)
-    idx = prompt_ids.repeat(args.num_samples, 1)                                          # (B, T)
-    texts = [list(prompt) for _ in range(args.num_samples)]
-    if args.num_samples > 1:
-        print(f"--- sample 1 of {args.num_samples} ---")
-    print(prompt, end="", flush=True)
+def write_samples(model, chars, prompt, args):
+    """Sample args.num_samples continuations of prompt as one batch and print them -> the text printed.
+    The first sample appears as it is written; the others, computed alongside, follow it."""
+    n = args.num_samples
+    device = next(model.parameters()).device
+    idx = torch.tensor([[chars.index(c) for c in prompt]] * n, device=device)   # (B, T)
+    texts = [prompt] * n
+    headers = [f"--- sample {i} of {n} ---\n" if n > 1 else "" for i in range(1, n + 1)]
+    show(headers[0] + prompt)
     for idx_next in sample(model, idx, args.max_new_tokens, args.temperature, args.top_k, args.top_p,
                            kv_cache=not args.no_kv_cache):
-        for text, i in zip(texts, idx_next.tolist()):
-            text.append(chars[i])
-        print(texts[0][-1], end="", flush=True)
-    print()
-    for n, text in enumerate(texts[1:], start=2):
-        print(f"--- sample {n} of {args.num_samples} ---")
-        print("".join(text))
-    if out_file is not None:
-        for n, text in enumerate(texts, start=1):
-            if args.num_samples > 1:
-                out_file.write(f"--- sample {n} of {args.num_samples} ---\n")
-            out_file.write("".join(text) + "\n")
-        out_file.flush()
+        texts = [text + chars[i] for text, i in zip(texts, idx_next.tolist())]
+        show(texts[0][-1])
+    show("\n" + "".join(header + text + "\n" for header, text in zip(headers[1:], texts[1:])))
+    return "".join(header + text + "\n" for header, text in zip(headers, texts))
 
 
-def unknown_characters(text, chars):
-    """The characters of `text` missing from the vocabulary, each shown as repr, or '' if none."""
-    return " ".join(repr(c) for c in sorted(set(text) - set(chars)))
-
-
-def interact(model, chars, args, device, out_file):
-    """Read a line, continue it, and ask again, until an empty line or Ctrl-D. Bad input asks again."""
+def interact(model, chars, args):
+    """Read a line, continue it, ask again, until an empty line or Ctrl-D -> all the text printed."""
     print("Type the start of a text and press Enter; an empty line or Ctrl-D ends.", file=sys.stderr)
+    printed = ""
     while True:
         try:
             line = input("> ")
-        except EOFError:
-            print(file=sys.stderr)
-            return
+        except EOFError:   # Ctrl-D
+            line = ""
         if not line:
-            return
-        unknown = unknown_characters(line, chars)
-        if unknown:
-            print(f"this model never saw: {unknown}; try again without them", file=sys.stderr)
-            continue
-        write_samples(model, chars, line, args, device, out_file)
+            return printed
+        if set(line) - set(chars):
+            print(f"this model never saw: {unknown(line, chars)}; try again without them", file=sys.stderr)
+        else:
+            printed += write_samples(model, chars, line, args)
+
+
+# =================================================================================================
+# The lesson ends here. Below: loading the checkpoint, the command line, and the output files.
+# =================================================================================================
+
+def fail(message):   # a mistake the user can fix: one line, exit status 1, no traceback
+    raise SystemExit(f"generate.py: error: {message}")
+
+
+def show(text):
+    print(text, end="", flush=True)
+
+
+def unknown(text, chars):
+    return " ".join(repr(c) for c in sorted(set(text) - set(chars)))
+
+
+def load_model(path, device):
+    """A checkpoint of train.py -> (the model in eval mode, its vocabulary). weights_only=True reads
+    tensors and plain values only: a checkpoint from elsewhere cannot run code when it is loaded."""
+    try:
+        checkpoint = torch.load(path, map_location=device, weights_only=True)
+    except FileNotFoundError:
+        fail(f"no checkpoint at {path}; train one first: python train.py")
+    except pickle.UnpicklingError as e:
+        fail(f"refusing to load {path}: it holds Python objects that could run code, not just weights"
+             if "GLOBAL" in str(e) else f"{path} is not a readable checkpoint (not a PyTorch file)")
+    except (RuntimeError, EOFError, IsADirectoryError) as e:
+        fail(f"{path} is not a readable checkpoint ({str(e).splitlines()[0][:100]})")
+    if not isinstance(checkpoint, dict) or not {"model", "model_args", "vocab"} <= checkpoint.keys():
+        fail(f"{path} is not a checkpoint of train.py (it needs model, model_args and vocab)")
+    sizes = dict(checkpoint["model_args"])
+    kind = sizes.pop("model")
+    model = BigramLanguageModel(**sizes) if kind == "bigram" else GPT(GPTConfig(**sizes))
+    try:
+        model.load_state_dict(checkpoint["model"])
+    except RuntimeError as e:
+        fail(f"{path}'s weights do not match its model_args ({str(e).splitlines()[1].strip()[:100]})")
+    return model.to(device).eval(), checkpoint["vocab"]
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description="Sample text from a checkpoint written by train.py.")
-    parser.error = lambda message: sys.exit(f"generate.py: error: {message} (see --help)")
-    parser.add_argument("--checkpoint", default=os.path.join("out", "ckpt.pt"),
-                        help="checkpoint to sample from (default: out/ckpt.pt)")
-    parser.add_argument("--prompt", default="\n",
-                        help="text to continue (default: a newline, as a fresh text starts)")
-    parser.add_argument("--max-new-tokens", type=number(int), default=500,
-                        help="characters to write per sample (default: 500)")
-    parser.add_argument("--temperature", type=number(float, zero_allowed=True), default=1.0,
-                        help="0: always the likeliest character; below 1: safer; above 1: wilder (default: 1.0)")
-    parser.add_argument("--top-k", type=number(int), default=None,
-                        help="sample only from the K likeliest next characters (default: all)")
-    parser.add_argument("--top-p", type=float, default=None,
-                        help="sample only from the likeliest characters that together have probability P, "
-                             "0 < P <= 1 (default: all)")
-    parser.add_argument("--num-samples", type=number(int), default=1,
-                        help="how many independent samples to write, computed as one batch (default: 1)")
-    parser.add_argument("--seed", type=number(int, zero_allowed=True, below=2**63), default=None,
-                        help="random seed: the same seed writes the same text (default: a new one each run)")
-    parser.add_argument("--interactive", action="store_true",
-                        help="ask for prompts in a loop; an empty line or Ctrl-D ends")
-    parser.add_argument("--out", default=None,
-                        help="also write the samples to this file (replaced only once every sample is complete)")
-    parser.add_argument("--no-kv-cache", action="store_true",
-                        help="recompute the whole context for every character (the plain path, for comparison)")
-    parser.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default="auto",
-                        help="where to run the model (default: auto: CUDA, then MPS, then CPU)")
+    parser.error = lambda message: fail(f"{message} (see --help)")
+    add = parser.add_argument
+    add("--checkpoint", default=os.path.join("out", "ckpt.pt"), help="checkpoint to sample (default: out/ckpt.pt)")
+    add("--prompt", default="\n", help="text to continue (default: a newline, as a fresh text starts)")
+    add("--max-new-tokens", type=int, default=500, help="characters to write per sample (default: 500)")
+    add("--temperature", type=float, default=1.0,
+        help="0: always the likeliest character; below 1: safer; above 1: wilder (default: 1)")
+    add("--top-k", type=int, help="sample only from the K likeliest next characters (default: all)")
+    add("--top-p", type=float, help="sample only from the likeliest characters that together have "
+                                    "probability P, 0 < P <= 1 (default: all)")
+    add("--num-samples", type=int, default=1, help="independent samples, computed as one batch (default: 1)")
+    add("--seed", type=int, help="the same seed writes the same text (default: a new one each run)")
+    add("--interactive", action="store_true", help="ask for prompts in a loop; an empty line or Ctrl-D ends")
+    add("--out", help="also write the samples to this file, replaced only once they are complete")
+    add("--no-kv-cache", action="store_true", help="recompute the whole context for every character")
+    add("--device", choices=["cpu", "cuda", "mps"], help="where to run the model (default: CUDA, MPS or CPU)")
     args = parser.parse_args(argv)
-    if args.top_p is not None and not 0 < args.top_p <= 1:
-        parser.error(f"argument --top-p: must be in (0, 1], got {args.top_p:g}")
+    for flag, value, ok, wanted in [
+            ("--max-new-tokens", args.max_new_tokens, args.max_new_tokens >= 1, "1 or more"),
+            ("--temperature", args.temperature, 0 <= args.temperature < math.inf, "a number, 0 or more"),
+            ("--top-k", args.top_k, args.top_k is None or args.top_k >= 1, "1 or more"),
+            ("--top-p", args.top_p, args.top_p is None or 0 < args.top_p <= 1, "above 0, at most 1"),
+            ("--num-samples", args.num_samples, args.num_samples >= 1, "1 or more"),
+            ("--seed", args.seed, args.seed is None or 0 <= args.seed < 2**63, "0 or more, below 2**63")]:
+        if not ok:
+            fail(f"{flag} must be {wanted}, got {value}")
+    if not args.interactive and not args.prompt:
+        fail("--prompt is empty; give at least one character (the default is a newline)")
     return args
 
 
 def main(argv=None):
-    signal.signal(signal.SIGINT, signal.default_int_handler)  # from here on, Ctrl-C is handled below
     args = parse_args(argv)
+    device = args.device or ("cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available()
+                             else "cpu")
+    model, chars = load_model(args.checkpoint, torch.device(device))
+    if not args.interactive and set(args.prompt) - set(chars):
+        fail(f"the prompt has characters this model never saw: {unknown(args.prompt, chars)}")
+    torch.manual_seed(args.seed) if args.seed is not None else torch.seed()   # no seed: other text each run
     try:
-        device = pick_device(args.device)
-        # Sampling uses the fused attention kernel on every device. On a 2-core AMD EPYC CPU it was
-        # slower than the explicit path for training but faster for sampling, with and without the
-        # KV cache (1.55 vs 1.91 ms per cached character, 4.79 vs 5.23 ms uncached, CPU recipe).
-        # In eval mode, where there is no dropout, both paths give the same logits (tests/test_gpt.py).
-        checkpoint, model = load_checkpoint(args.checkpoint, device, fused_attention=True)
-        chars = checkpoint["vocab"]
-        # A lower bound of what --num-samples samples hold at once: the KV cache, and the logits.
-        sizes = checkpoint["model_args"]
-        per_sample = len(chars) + (2 * sizes["n_layer"] * sizes["block_size"] * sizes["n_embd"] if "n_layer" in sizes else 0)
-        refuse_what_cannot_fit(4 * args.num_samples * per_sample, device, "try a smaller --num-samples")
-        if not args.interactive:
-            if not args.prompt:
-                raise UserError("--prompt is empty; give at least one character (the default is a newline)")
-            unknown = unknown_characters(args.prompt, chars)
-            if unknown:
-                raise UserError(f"the prompt has characters this model never saw: {unknown}")
-        # --out is written to FILE.tmp beside it and renamed over FILE once every sample is
-        # complete: an interrupted or failed run leaves an existing FILE exactly as it was.
-        try:
-            out_file = open(args.out + ".tmp", "w", encoding="utf-8") if args.out else None
-        except OSError as e:
-            raise UserError(f"cannot write --out {args.out}: {e.strerror}")
-    except UserError as e:
-        sys.exit(f"generate.py: error: {e}")
-
-    if args.seed is not None:
-        torch.manual_seed(args.seed)
-    else:
-        torch.seed()  # PyTorch starts from the same seed in every process: without this, the same text each run
-    finished = False
-    try:
-        if args.interactive:
-            interact(model, chars, args, device, out_file)
-        else:
-            write_samples(model, chars, args.prompt, args, device, out_file)
-        if out_file is not None:
-            out_file.close()
-            os.replace(args.out + ".tmp", args.out)
-        finished = True
-    except KeyboardInterrupt:
-        print()
+        printed = interact(model, chars, args) if args.interactive else write_samples(model, chars, args.prompt, args)
+    except (torch.OutOfMemoryError, MemoryError):
+        fail("out of memory: try a smaller --num-samples")
+    except KeyboardInterrupt:   # Ctrl-C: stop writing; --out is left as it was
         sys.exit(130)
-    except BrokenPipeError:  # e.g. `python generate.py | head`: the reader has left, stop quietly
+    except BrokenPipeError:   # `python generate.py | head`: the reader has left, so stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        sys.exit(0)
-    except OSError as e:  # e.g. the disk filled up under --out
-        if args.out is None:
-            sys.exit(f"generate.py: error: cannot write the samples: {e.strerror or e}")
-        sys.exit(f"generate.py: error: cannot write --out {args.out}: {e.strerror}; an existing {args.out} is unchanged")
-    except RuntimeError as e:  # e.g. out of memory for --num-samples
-        hint = "; try a smaller --num-samples" if "memory" in str(e).lower() else ""
-        sys.exit(f"generate.py: error: {first_sentence(e)}{hint}")
-    finally:
-        if out_file is not None and not finished:
-            with contextlib.suppress(OSError):  # the text it still buffers cannot be written either
-                out_file.close()
+        return
+    except OSError as e:   # e.g. printing to a full disk
+        fail(f"cannot write the samples: {e.strerror}")
+    if args.out:   # written beside it, then renamed over it: a failed write leaves the old file whole
+        try:
+            with open(args.out + ".tmp", "w", encoding="utf-8") as f:
+                f.write(printed)
+            os.replace(args.out + ".tmp", args.out)
+        except OSError as e:
+            fail(f"cannot write --out {args.out} ({e.strerror}); an existing {args.out} is unchanged")
+        finally:
             if os.path.exists(args.out + ".tmp"):
                 os.remove(args.out + ".tmp")
 

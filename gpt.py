@@ -6,15 +6,15 @@ position look back at all the positions before it, and decide *how much* to take
 that is self-attention. Stack that with a small per-position network, wrap both in residual
 connections and layer norms, and repeat: that is the whole model, read here from top to bottom.
 
-    python gpt.py                 # builds the lecture's model and prints its size
-    python train.py               # trains it (the recipes, with every size, are in train.py)
+    python gpt.py        # builds the lecture's model and prints it with its size
+    python train.py      # trains it
 
 Shapes in comments: B = batch, T = time (positions, at most block_size), C = channels (n_embd),
 nh = n_head, hs = head_size = C / nh.
 
-The model ends at class GPT. Below the marked divider at the end of the file: the Dropout the
-model uses (nn.Dropout's rule, with a faster random mask on a CPU) and the KV cache that speeds
-up sampling without changing what is sampled.
+What this file leaves out on purpose: any training (train.py) and any sampling controls
+(generate.py). It imports nothing of the project. Below the divider at its end: the KV cache,
+which makes sampling faster without changing what is sampled.
 """
 
 import math
@@ -24,18 +24,23 @@ import torch
 import torch.nn as nn
 from torch.nn import functional as F
 
+# The models' sizes. "lecture" is the lecture's model (10,788,929 parameters on tiny Shakespeare);
+# "cpu" is smaller, for the few minutes a laptop has (train.py's CPU recipe says why).
+PRESETS = {
+    "lecture": dict(block_size=256, n_layer=6, n_head=6, n_embd=384, dropout=0.2),
+    "cpu": dict(block_size=128, n_layer=4, n_head=4, n_embd=256, dropout=0.1),
+}
+
 
 @dataclass
 class GPTConfig:
-    """The sizes of one model. No defaults: every size comes from a recipe in train.py's PRESETS
-    (the place to change them) or from a checkpoint that recorded them."""
-    vocab_size: int                # distinct characters
-    block_size: int                # the longest context the model sees
-    n_layer: int                   # Transformer blocks
-    n_head: int                    # attention heads per block
-    n_embd: int                    # channels per position
-    dropout: float                 # probability of zeroing an activation while training
-    fused_attention: bool = False  # False: the explicit math below; True: one fused PyTorch call
+    vocab_size: int               # distinct characters
+    block_size: int               # the longest context the model sees
+    n_layer: int                  # Transformer blocks
+    n_head: int                   # attention heads per block
+    n_embd: int                   # channels per position
+    dropout: float                # probability of zeroing an activation while training
+    fused_attention: bool = True  # True: one fused PyTorch call; False: the explicit math, step by step
 
 
 class CausalSelfAttention(nn.Module):
@@ -45,8 +50,7 @@ class CausalSelfAttention(nn.Module):
     its key, query and value, runs the heads one after another and concatenates their outputs.
     Here one Linear(n_embd, 3 * n_embd) computes every head's query, key and value at once, and
     the heads become a batch dimension: the same numbers, in a few large matrix multiplies instead
-    of many small ones. (tests/lecture_gpt.py keeps the one-module-per-head form; tests/test_gpt.py
-    checks that both give the same logits.)
+    of many small ones (tests/test_gpt.py checks this against tests/lecture_gpt.py's heads).
     """
 
     def __init__(self, config):
@@ -60,8 +64,9 @@ class CausalSelfAttention(nn.Module):
         self.query_key_value = nn.Linear(config.n_embd, 3 * config.n_embd, bias=False)
         # After the heads have gathered information, mix it back into the residual stream.
         self.proj = nn.Linear(config.n_embd, config.n_embd)
-        # Dropout: while training, zero a random share p of the activations (nn.Dropout's rule, with
-        # a faster random mask on a CPU; the class is below the divider).
+        # Dropout: while training, zero a random share of the activations (and scale up the rest),
+        # so the network cannot lean on any single one of them (Srivastava et al., 2014). The class
+        # is nn.Dropout's rule with a faster mask on a CPU (below the divider).
         self.attn_dropout = Dropout(config.dropout)
         self.resid_dropout = Dropout(config.dropout)
         # Lower-triangular ones: position t may look at positions 0..t, never at the future it
@@ -72,10 +77,8 @@ class CausalSelfAttention(nn.Module):
     def forward(self, x, cache=None, layer=0):
         """x (B, T, C) -> (B, T, C): every position, updated with what it gathered from the past.
 
-        Tk below is the number of positions attended to. In training, and whenever no cache is
-        passed, Tk = T: read Tk as T. While sampling with a KVCache (below the divider), x holds
-        only the newest positions and the cache puts the keys and values of the earlier ones in
-        front of this call's (Tk = earlier + T).
+        Tk is the number of positions attended to: Tk = T, except while sampling with a KVCache,
+        which puts the keys and values of the earlier positions in front of this call's.
         """
         B, T, C = x.shape
         # Each position emits a query ("what am I looking for?"), a key ("what do I contain?")
@@ -93,31 +96,22 @@ class CausalSelfAttention(nn.Module):
             # Affinities: how well each query matches each key. Dividing by sqrt(head_size) keeps
             # their variance at ~1 whatever the head size, so the softmax stays soft instead of
             # saturating into a one-hot that would let each position hear only one other.
-            # (We scale q, T x hs numbers, rather than the T x Tk scores after the product: the
-            # same result up to rounding, with fewer multiplications.)
-            wei = (q / math.sqrt(self.head_size)) @ k.transpose(-2, -1)  # (B, nh, T, hs) @ (B, nh, hs, Tk) -> (B, nh, T, Tk)
-            # -inf where the mask is 0: after the softmax the future gets exactly zero weight.
-            # Our T queries are the last T of the Tk positions, so they take those rows of the
-            # mask (without a cache, tril[:T, :T]). In place, "_": wei is fresh, no copy needed.
-            wei.masked_fill_(~self.tril[Tk - T:Tk, :Tk], float("-inf"))  # (B, nh, T, Tk)
-            wei = F.softmax(wei, dim=-1)                                 # (B, nh, T, Tk), rows sum to 1
-            # Dropout on the weights: a random share of the links between positions is cut.
-            wei = self.attn_dropout(wei)                                 # (B, nh, T, Tk)
-            out = wei @ v                                                # (B, nh, T, Tk) @ (B, nh, Tk, hs) -> (B, nh, T, hs)
+            # (B, nh, T, hs) @ (B, nh, hs, Tk) -> (B, nh, T, Tk)
+            wei = q @ k.transpose(-2, -1) / math.sqrt(self.head_size)
+            # The future gets -inf, so weight 0 after the softmax. Our T queries are the last T of
+            # the Tk positions, so they take those rows of the mask (without a cache: tril[:T, :T]).
+            wei = wei.masked_fill(~self.tril[Tk - T:Tk, :Tk], float("-inf"))  # (B, nh, T, Tk)
+            wei = F.softmax(wei, dim=-1)                                 # (B, nh, T, Tk), each row sums to 1
+            wei = self.attn_dropout(wei)                                 # cut a random share of the links
+            out = wei @ v                      # (B, nh, T, Tk) @ (B, nh, Tk, hs) -> (B, nh, T, hs)
         else:
-            # The same attention in one PyTorch call, which scales, masks, takes the softmax,
-            # applies dropout to the weights and sums the values inside, without ever storing
-            # the (T, Tk) weights (on a GPU: flash attention). Without a cache, is_causal is the
-            # mask above; with a cache, one new position sees every key (no mask), and several
-            # new positions need their rows of the mask, as above.
-            mask = None if Tk == T or T == 1 else self.tril[Tk - T:Tk, :Tk]  # (T, Tk)
-            # On a CPU, dropout sends PyTorch's kernel to its slow unfused path (attention 4x
-            # slower at the lecture's sizes, measured), so there this path leaves the attention
-            # weights whole and relies on the residual and feed-forward dropout; train.py picks
-            # the explicit path on a CPU anyway. On CUDA and MPS the kernel applies it.
-            dropout_p = self.dropout if self.training and x.device.type != "cpu" else 0.0
+            # The same four lines in one PyTorch call, which never stores the (T, Tk) weights
+            # (on a GPU: flash attention), and draws its own dropout mask by the same rule.
+            # is_causal is the mask above when Tk = T; with a cache the rows of the mask are passed.
+            mask = None if Tk == T else self.tril[Tk - T:Tk, :Tk]                       # (T, Tk)
+            dropout_p = self.dropout if self.training else 0.0
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p,
-                                                 is_causal=Tk == T)      # (B, nh, T, hs)
+                                                 is_causal=mask is None)                # (B, nh, T, hs)
 
         out = out.transpose(1, 2).contiguous().view(B, T, C)             # (B, T, C): heads side by side again
         return self.resid_dropout(self.proj(out))                        # (B, T, C)
@@ -137,8 +131,7 @@ class FeedForward(nn.Module):
         )
 
     def forward(self, x):
-        """x (B, T, C) -> (B, T, C)."""
-        return self.net(x)
+        return self.net(x)                                 # (B, T, C) -> (B, T, C)
 
 
 class Block(nn.Module):
@@ -152,13 +145,11 @@ class Block(nn.Module):
         self.ffwd = FeedForward(config)
 
     def forward(self, x, cache=None, layer=0):
-        """x (B, T, C) -> (B, T, C)."""
         # Residual connections: each sub-layer only *adds* to x, so gradients flow straight from
         # the loss to the first layer along the "+" and deep stacks train from the start.
         # Pre-norm: each sub-layer reads a normalised copy of x, and x itself is never normalised
-        # on its way through. The original Transformer normalised after each "+" (post-norm),
-        # which puts a layer norm on that straight path in every block; deep post-norm stacks
-        # then need a long, careful warmup to train at all, while pre-norm trains stably without
+        # on its way through. The original Transformer normalised after each "+" (post-norm);
+        # deep post-norm stacks need a long, careful warmup, while pre-norm trains stably without
         # one (Xiong et al., 2020). GPT-2 and its successors use pre-norm for that reason.
         x = x + self.sa(self.ln1(x), cache, layer)   # (B, T, C)
         x = x + self.ffwd(self.ln2(x))               # (B, T, C)
@@ -182,9 +173,8 @@ class GPT(nn.Module):
         # Small random weights (std 0.02, as in the lecture's code and GPT-2): the first logits are
         # nearly equal, so the first loss is about ln(vocab_size). Beyond the lecture, as GPT-2:
         # the two projections of each block that add into the residual stream start smaller
-        # still, by 1 / sqrt(2 * n_layer): 2 * n_layer of them add up along the stream, and its
-        # variance should not grow with depth.
-        residual_projections = [layer for block in self.blocks for layer in (block.sa.proj, block.ffwd.net[2])]
+        # still, by 1 / sqrt(2 * n_layer), so the stream's variance does not grow with depth.
+        residual_projections = [m for block in self.blocks for m in (block.sa.proj, block.ffwd.net[2])]
         for module in self.modules():
             if isinstance(module, (nn.Linear, nn.Embedding)):
                 std = 0.02 / math.sqrt(2 * config.n_layer) if module in residual_projections else 0.02
@@ -192,27 +182,24 @@ class GPT(nn.Module):
             if isinstance(module, nn.Linear) and module.bias is not None:
                 nn.init.zeros_(module.bias)
 
-    def num_parameters(self):
-        return sum(p.numel() for p in self.parameters())
-
     def forward(self, idx, targets=None, cache=None):
         """idx, targets: (B, T) ids -> logits (B, T, vocab_size), loss (or None).
 
         With a KVCache (sampling), idx holds only the newest characters: their positions start
-        after the cache.length characters whose keys and values the cache already holds.
+        after the cache.length characters the cache already holds.
         """
         B, T = idx.shape
-        start = cache.length if cache is not None else 0                                          # position of idx[:, 0]
+        start = cache.length if cache is not None else 0             # the position of idx[:, 0]
         assert start + T <= self.block_size, f"{start + T} positions, but block_size is {self.block_size}"
-        tok_emb = self.token_embedding_table(idx)                                                 # (B, T, C)
-        pos_emb = self.position_embedding_table(torch.arange(start, start + T, device=idx.device))  # (T, C)
-        x = tok_emb + pos_emb                                                                     # (B, T, C)
+        tok_emb = self.token_embedding_table(idx)                    # (B, T, C)
+        pos = torch.arange(start, start + T, device=idx.device)      # (T,)
+        x = tok_emb + self.position_embedding_table(pos)             # (B, T, C) + (T, C) -> (B, T, C)
         for layer, block in enumerate(self.blocks):
-            x = block(x, cache, layer)                                                            # (B, T, C)
+            x = block(x, cache, layer)                               # (B, T, C)
         if cache is not None:
             cache.length += T
-        x = self.ln_f(x)                                                                          # (B, T, C)
-        logits = self.lm_head(x)                                                                  # (B, T, vocab_size)
+        x = self.ln_f(x)                                             # (B, T, C)
+        logits = self.lm_head(x)                                     # (B, T, vocab_size)
 
         if targets is None:
             return logits, None
@@ -235,55 +222,35 @@ class GPT(nn.Module):
 
 
 # =================================================================================================
-# The model is complete above. What follows makes it faster without changing what it computes:
-# dropout with a cheaper random mask on a CPU, and the KV cache that generate.py samples with.
+# The model is complete above. Below, two ways to save work without changing what it computes:
+# nn.Dropout's rule with a cheaper random mask on a CPU, and the KV cache generate.py samples with.
 # =================================================================================================
 
 class Dropout(nn.Module):
-    """While training, zero each activation with probability p and scale the others by 1 / (1 - p),
-    so that on average nothing changes; in eval mode, pass x through. The same rule as nn.Dropout.
-
-    Zeroing random activations stops the network from leaning on any single one of them: a
-    cheap way to fight overfitting (Srivastava et al., 2014).
-
-    Why not nn.Dropout itself: on a CPU it draws its random mask with torch.bernoulli_, which
-    took 48 ms for the 6.3M activations of one lecture-sized layer here, 11% of a training step
-    (measured with torch.profiler). Here the mask comes from random 64-bit integers read as four
-    16-bit integers each: a quarter of the draws, and 15 instead of 56 ms for dropout forward and
-    backward on that layer (53 instead of 232 ms on its B x nh x T x T attention weights). A
-    16-bit integer, uniform over [-32768, 32767], falls below -32768 + p * 65536 with probability
-    p (p rounded to 1/65536). On a GPU, nn.Dropout's fused kernel is faster still, and is used.
+    """nn.Dropout: while training, zero each activation with probability p and scale the others by
+    1 / (1 - p); in eval mode, pass x through. On a CPU the mask is cheaper to draw: four 16-bit
+    random integers from each 64-bit one (uniform over [-32768, 32767], kept where >= -32768 +
+    p * 65536), instead of one draw per activation. Saves 11% of a CPU-recipe step (benchmark.py).
     """
 
     def __init__(self, p):
         super().__init__()
         self.p = p
 
-    def extra_repr(self):  # print(model) shows Dropout(p=0.2), as for nn.Dropout
-        return f"p={self.p}"
-
     def forward(self, x):
-        """x (any shape) -> the same shape."""
         if not self.training or self.p == 0:
             return x
         if x.device.type != "cpu":
-            return F.dropout(x, self.p, training=True)
-        n = x.numel()
-        bits = torch.empty((n + 3) // 4, dtype=torch.int64).random_(-2**63, None)   # all 64 bits random
-        r = bits.view(torch.int16)[:n].view(x.shape)          # 4 uniform 16-bit integers per draw, x's shape
-        keep = r >= round(self.p * 65536) - 32768             # True with probability 1 - p
-        # One multiplier per activation, in x's own dtype: a bool mask times x would first be
-        # copied into x's dtype on a CPU, in the forward and again in the backward pass.
-        scale = keep.to(x.dtype).mul_(1.0 / (1.0 - self.p))   # 1 / (1 - p) where kept, 0 where dropped
-        return x * scale
-
+            return F.dropout(x, self.p)
+        bits = torch.empty((x.numel() + 3) // 4, dtype=torch.int64).random_(-2**63, None)   # (numel / 4,)
+        r = bits.view(torch.int16)[:x.numel()].view(x.shape)       # x's shape, uniform 16-bit integers
+        keep = r >= round(self.p * 65536) - 32768                  # True with probability 1 - p
+        return x * keep.to(x.dtype).mul_(1 / (1 - self.p))         # the multiplier in x's own dtype
 
 class KVCache:
-    """The keys and values of the positions seen so far, for every layer: during generation each
-    new character then costs one position's work, not a pass over the whole context again.
-
-    A position's key and value depend only on it and the positions before it, so they do not
-    change as text is appended after it: computing them once is exact.
+    """The keys and values of the positions seen so far, for every layer: each new character then
+    costs one position's work, not a pass over the whole context again. A position's key and value
+    depend only on it and the positions before it, so computing them once is exact.
     """
 
     def __init__(self, config):
@@ -293,7 +260,7 @@ class KVCache:
         self.length = 0                         # positions filled so far (GPT.forward advances it)
 
     def update(self, layer, k, v):
-        """Store the new positions' k, v (B, nh, T, hs) -> keys, values of all positions (B, nh, length + T, hs)."""
+        """Store the new positions' k, v (B, nh, T, hs) -> all keys and values so far (B, nh, Tk, hs)."""
         B, nh, T, hs = k.shape
         if self.keys[layer] is None:
             self.keys[layer] = k.new_empty(B, nh, self.block_size, hs)     # (B, nh, block_size, hs)
@@ -305,11 +272,9 @@ class KVCache:
 
 
 if __name__ == "__main__":
-    from train import PRESETS  # the recipes hold every size; the lecture's model is one of them
-    sizes = {k: PRESETS["lecture"][k] for k in ("block_size", "n_layer", "n_head", "n_embd", "dropout")}
-    model = GPT(GPTConfig(vocab_size=65, **sizes))               # 65: tiny Shakespeare's characters
+    model = GPT(GPTConfig(vocab_size=65, **PRESETS["lecture"]))   # 65: tiny Shakespeare's characters
     print(model)
-    print(f"{model.num_parameters():,} parameters")
-    idx = torch.zeros((1, 8), dtype=torch.long)                  # (B, T) = (1, 8)
+    print(f"{sum(p.numel() for p in model.parameters()):,} parameters")
+    idx = torch.zeros((1, 8), dtype=torch.long)                   # (B, T) = (1, 8)
     logits, _ = model(idx)
     print(f"idx {tuple(idx.shape)} -> logits {tuple(logits.shape)}")

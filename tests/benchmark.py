@@ -61,10 +61,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 
-CONFIGS = {  # the model and batch sizes, as in train.py's recipes
-    "lecture": dict(batch_size=64, block_size=256, n_layer=6, n_head=6, n_embd=384, dropout=0.2),
-    "cpu": dict(batch_size=48, block_size=128, n_layer=4, n_head=4, n_embd=256, dropout=0.0),
-}
+CONFIGS = ("lecture", "cpu")   # train.py's GPT recipes
 
 
 def run_steps(impl, config, iters, attention, dtype):
@@ -77,7 +74,7 @@ def run_steps(impl, config, iters, attention, dtype):
     from gpt import GPT, GPTConfig
     from lecture_gpt import ReferenceGPT
 
-    c = CONFIGS[config]
+    c = train.RECIPES[config]
     torch.manual_seed(0)
     data = np.random.default_rng(0).integers(0, 65, size=1_000_000, dtype=np.uint8)
     device = torch.device("cpu")
@@ -85,11 +82,10 @@ def run_steps(impl, config, iters, attention, dtype):
         model = ReferenceGPT(65, c["block_size"], c["n_layer"], c["n_head"], c["n_embd"], c["dropout"])
         optimizer = torch.optim.AdamW(model.parameters(), lr=3e-4)
         use_bf16 = False
-    else:  # what train.py does
-        train.keep_freed_memory_on_linux()
+    else:  # what train.py does, with the recipe's optimisers
         model = GPT(GPTConfig(vocab_size=65, fused_attention=(attention == "fused"),
-                              **{k: c[k] for k in ("block_size", "n_layer", "n_head", "n_embd", "dropout")}))
-        optimizer = train.configure_optimizer(model, 1e-3, 0.1)
+                              **{k: c[k] for k in train.GPT_SIZES}))
+        optimizers = train.configure_optimizers(model, c["optimizer"], c["learning_rate"], c["weight_decay"])
         use_bf16 = train.pick_dtype(dtype, device)[0] == torch.bfloat16
     times = []
     for _ in range(iters):
@@ -97,11 +93,17 @@ def run_steps(impl, config, iters, attention, dtype):
         x, y = train.get_batch(data, c["batch_size"], c["block_size"], device)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=use_bf16):
             _, loss = model(x, y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if impl != "plain":
+        if impl == "plain":
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        else:
+            for o in optimizers:
+                o.zero_grad(set_to_none=True)
+            loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
+            for o in optimizers:
+                o.step()
         times.append(time.perf_counter() - start)
     print(json.dumps({"step_s": times, "bf16": use_bf16, "threads": torch.get_num_threads()}))
 
@@ -109,7 +111,9 @@ def run_steps(impl, config, iters, attention, dtype):
 def speed(args):
     variants = [("plain", "explicit", "float32")] + [("ours", attention, args.dtype) for attention in args.attention]
     results = {v: {"process_s": [], "step_s": []} for v in variants}
-    c = CONFIGS[args.config]
+    sys.path.insert(0, str(ROOT))
+    import train
+    c = train.RECIPES[args.config]
     print(f"config {args.config}: {c}, {args.iters} steps per process, {args.rounds} rounds")
     for r in range(args.rounds):
         for v in variants:
@@ -198,11 +202,9 @@ def generation(args):
     sys.path.insert(0, str(ROOT))
     import torch
     import generate
-    import train
-    device = torch.device("cpu")
-    checkpoint, model = train.load_checkpoint(args.checkpoint, device, fused_attention=True)  # as generate.py
-    block_size = checkpoint["model_args"].get("block_size")
-    print(f"{args.checkpoint}: {checkpoint['model_args']}, {torch.get_num_threads()} threads, float32, batch 1")
+    model, _ = generate.load_model(args.checkpoint, torch.device("cpu"))   # as generate.py loads it
+    block_size = model.config.block_size
+    print(f"{args.checkpoint}: {model.config}, {torch.get_num_threads()} threads, float32, batch 1")
 
     def time_characters(kv_cache, n):
         """Seconds from the start to each of n sampled characters, from a newline."""
@@ -250,7 +252,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("speed", help="time training steps, ours against the plain lecture code")
-    p.add_argument("--config", choices=sorted(CONFIGS), default="lecture")
+    p.add_argument("--config", choices=CONFIGS, default="lecture")
     p.add_argument("--iters", type=int, default=8, help="training steps per process (default: 8)")
     p.add_argument("--rounds", type=int, default=3, help="interleaved repetitions (default: 3)")
     p.add_argument("--attention", nargs="+", choices=["fused", "explicit"], default=["explicit", "fused"])
@@ -271,7 +273,7 @@ if __name__ == "__main__":
                    help="text to repeat up to --size-mb (default: tiny Shakespeare in ../shared)")
     s = sub.add_parser("_steps")  # one timed process of `speed`
     s.add_argument("--impl", choices=["plain", "ours"])
-    s.add_argument("--config", choices=sorted(CONFIGS))
+    s.add_argument("--config", choices=CONFIGS)
     s.add_argument("--iters", type=int)
     s.add_argument("--attention", choices=["fused", "explicit"])
     s.add_argument("--dtype", choices=["auto", "float32", "bfloat16"])

@@ -56,8 +56,8 @@ def train_on_small_text(folder, flags):
     text = folder / "play.txt"
     text.write_text(make_text(), encoding="utf-8")
     prepare.prepare(str(text), str(folder / "data"), 0.1)
-    train.train(train.parse_args(flags + ["--device", "cpu", "--data-dir", str(folder / "data"),
-                                          "--out-dir", str(folder / "out")]))
+    train.train(*train.parse_args(flags + ["--device", "cpu", "--data-dir", str(folder / "data"),
+                                           "--out-dir", str(folder / "out")]))
     return folder / "out" / "ckpt.pt"
 
 
@@ -81,6 +81,13 @@ def run_script(script, *args, cwd, timeout=300, stdin=None):
     """Run one of the project's scripts as a user would, from `cwd`; returns the CompletedProcess."""
     return subprocess.run([sys.executable, str(ROOT / script), *map(str, args)], cwd=cwd,
                           capture_output=True, text=True, timeout=timeout, input=stdin)
+
+
+def train_here(folder, *flags):
+    """train.train in this process, on folder/data into folder/out (flags after these win)."""
+    import train
+    return train.train(*train.parse_args(["--data-dir", str(folder / "data"), "--out-dir", str(folder / "out"),
+                                          *map(str, flags)]))
 
 
 def assert_one_line_error(result, *fragments):

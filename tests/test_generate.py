@@ -1,134 +1,57 @@
-"""generate.py: seeded sampling, agreement with the models' own generate(), and one-line errors."""
+"""generate.py: seeded sampling, the exact KV cache, the sampling controls, and files kept whole."""
 
-import os
-import pickle
+import signal
+import subprocess
+import sys
 
+import pytest
 import torch
 
 import generate
-import train
-from conftest import assert_one_line_error, run_script
+from conftest import ROOT, assert_one_line_error, run_script
+from gpt import KVCache
 
 
-def test_same_seed_prints_the_same_text_and_another_seed_does_not(bigram_checkpoint, tmp_path):
-    def sample(seed):
-        result = run_script("generate.py", "--checkpoint", bigram_checkpoint, "--seed", seed,
-                            "--max-new-tokens", "200", cwd=tmp_path)
-        assert result.returncode == 0, result.stderr
-        return result.stdout
+def load(checkpoint):
+    return generate.load_model(str(checkpoint), torch.device("cpu"))
 
-    first, second, other = sample(1), sample(1), sample(2)
-    assert first == second and first != other
-    assert first.startswith("\n") and len(first) == 1 + 200 + 1  # prompt, 200 characters, final newline
-
-
-def test_prompt_is_continued(bigram_checkpoint, tmp_path):
-    result = run_script("generate.py", "--checkpoint", bigram_checkpoint, "--prompt", "KING:",
-                        "--max-new-tokens", "20", "--num-samples", "2", "--top-k", "3", cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.count("KING:") >= 2 and "--- sample 2 of 2 ---" in result.stdout
-
-
-def test_sampling_loop_matches_the_models_own_generate(bigram_checkpoint):
-    _, model = train.load_checkpoint(str(bigram_checkpoint), torch.device("cpu"))
-    idx = torch.zeros((3, 1), dtype=torch.long)
-    torch.manual_seed(42)
-    expected = model.generate(idx, max_new_tokens=50)                    # (3, 51)
-    torch.manual_seed(42)
-    streamed = torch.stack(list(generate.sample(model, idx, 50)), dim=1)  # (3, 50)
-    assert torch.equal(streamed, expected[:, 1:])
-
-
-def test_top_k_of_one_is_the_most_likely_character(bigram_checkpoint):
-    _, model = train.load_checkpoint(str(bigram_checkpoint), torch.device("cpu"))
-    idx = torch.arange(5)[:, None]                                          # (5, 1)
-    first = next(generate.sample(model, idx, 1, top_k=1))                   # (5,)
-    assert torch.equal(first, model(idx)[0][:, -1, :].argmax(dim=-1))
-
-
-def test_prompt_with_unknown_characters_names_them(bigram_checkpoint, tmp_path):
-    result = run_script("generate.py", "--checkpoint", bigram_checkpoint, "--prompt", "KING€:", cwd=tmp_path)
-    assert_one_line_error(result, "'€'")
-
-
-def test_missing_checkpoint_is_one_line(tmp_path):
-    assert_one_line_error(run_script("generate.py", cwd=tmp_path), "no checkpoint at", "python train.py")
-
-
-def test_truncated_checkpoint_is_one_line(bigram_checkpoint, tmp_path):
-    path = tmp_path / "truncated.pt"
-    path.write_bytes(bigram_checkpoint.read_bytes()[:500])
-    assert_one_line_error(run_script("generate.py", "--checkpoint", path, cwd=tmp_path), "not a readable checkpoint")
-
-
-def test_random_bytes_are_one_line(tmp_path):
-    path = tmp_path / "noise.pt"
-    path.write_bytes(os.urandom(4096))
-    assert_one_line_error(run_script("generate.py", "--checkpoint", path, cwd=tmp_path), "not a readable checkpoint")
-
-
-def test_foreign_checkpoint_is_one_line(bigram_checkpoint, tmp_path):
-    path = tmp_path / "foreign.pt"
-    torch.save({"state_dict": {"w": torch.zeros(2)}}, path)
-    assert_one_line_error(run_script("generate.py", "--checkpoint", path, cwd=tmp_path), "missing model")
-
-    checkpoint = torch.load(bigram_checkpoint, weights_only=True)
-    checkpoint["model_args"] = {"model": "bigram", "vocab_size": len(checkpoint["vocab"]) + 1}
-    checkpoint["vocab"] += "~"
-    torch.save(checkpoint, path)
-    assert_one_line_error(run_script("generate.py", "--checkpoint", path, cwd=tmp_path), "does not match")
-
-
-class RunsCode:
-    def __reduce__(self):
-        return (os.system, ("touch pwned",))
-
-
-def test_a_checkpoint_that_would_run_code_is_refused(tmp_path):
-    path = tmp_path / "evil.pt"
-    torch.save({"model": RunsCode()}, path, pickle_module=pickle)
-    result = run_script("generate.py", "--checkpoint", path, cwd=tmp_path)
-    assert_one_line_error(result, "refusing to load")
-    assert not (tmp_path / "pwned").exists()
-
-
-def test_bad_sampling_values_are_one_line(bigram_checkpoint, tmp_path):
-    for flag, value in [("--temperature", "-1"), ("--top-k", "0"), ("--max-new-tokens", "-5")]:
-        result = run_script("generate.py", "--checkpoint", bigram_checkpoint, flag, value, cwd=tmp_path)
-        assert_one_line_error(result, flag)
-
-
-# --- the GPT: KV cache, batches of samples, greedy, top-p, interactive, --out ---------------------
 
 def collect(model, idx, n, **options):
     return torch.stack(list(generate.sample(model, idx, n, **options)), dim=1)   # (B, n)
 
 
-def test_kv_cache_gives_the_same_logits_as_the_full_context(gpt_checkpoint):
-    from gpt import KVCache
-    _, model = train.load_checkpoint(str(gpt_checkpoint), torch.device("cpu"))
-    idx = torch.randint(len(_["vocab"]), (2, 16))                                # (B, block_size)
+def test_the_same_seed_writes_the_same_text_and_another_seed_does_not(bigram_checkpoint, tmp_path):
+    def sample(seed):
+        result = run_script("generate.py", "--checkpoint", bigram_checkpoint, "--seed", seed,
+                            "--max-new-tokens", "200", cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+    first, second, other = sample(1), sample(1), sample(2)
+    assert first == second and first != other
+    assert first.startswith("\n") and len(first) == 1 + 200 + 1   # prompt, 200 characters, final newline
+
+
+def test_the_sampling_loop_is_the_models_own_generate(bigram_checkpoint, gpt_checkpoint):
+    # The GPT's block_size is 16: 60 new characters run well past the point where the window slides.
+    for checkpoint in (bigram_checkpoint, gpt_checkpoint):
+        model, _ = load(checkpoint)
+        idx = torch.zeros((3, 4), dtype=torch.long)
+        torch.manual_seed(7)
+        lecture = model.generate(idx, 60)[:, 4:]
+        for kv_cache in (True, False):
+            torch.manual_seed(7)
+            assert torch.equal(collect(model, idx, 60, kv_cache=kv_cache), lecture)
+
+
+def test_the_kv_cache_gives_the_full_contexts_logits(gpt_checkpoint):
+    model, chars = load(gpt_checkpoint)
+    idx = torch.randint(len(chars), (2, 16))                                     # (B, block_size)
     full, _ = model(idx)                                                         # (B, 16, vocab_size)
     cache = KVCache(model.config)
     first, _ = model(idx[:, :5], cache=cache)                                    # a prompt of 5
     steps = [model(idx[:, t:t + 1], cache=cache)[0] for t in range(5, 16)]       # then one at a time
-    cached = torch.cat([first] + steps, dim=1)                                   # (B, 16, vocab_size)
     assert cache.length == 16
-    assert torch.allclose(cached, full, atol=1e-5, rtol=0)
-
-
-def test_cached_and_uncached_sampling_write_the_same_characters(gpt_checkpoint):
-    # block_size is 16: 60 new characters run well past the point where the window starts to slide.
-    for fused_attention in (True, False):
-        _, model = train.load_checkpoint(str(gpt_checkpoint), torch.device("cpu"), fused_attention)
-        idx = torch.zeros((3, 4), dtype=torch.long)
-        torch.manual_seed(7)
-        cached = collect(model, idx, 60, kv_cache=True)
-        torch.manual_seed(7)
-        plain = collect(model, idx, 60, kv_cache=False)
-        torch.manual_seed(7)
-        lecture = model.generate(idx, 60)[:, 4:]                                  # the model's own loop
-        assert torch.equal(cached, plain) and torch.equal(plain, lecture)
+    assert torch.allclose(torch.cat([first] + steps, dim=1), full, atol=1e-5, rtol=0)
 
 
 def test_cached_and_uncached_scripts_print_the_same_text(gpt_checkpoint, tmp_path):
@@ -138,15 +61,17 @@ def test_cached_and_uncached_scripts_print_the_same_text(gpt_checkpoint, tmp_pat
     assert runs[0].stdout == runs[1].stdout
 
 
-def test_temperature_zero_is_greedy_and_ignores_the_seed(gpt_checkpoint):
-    _, model = train.load_checkpoint(str(gpt_checkpoint), torch.device("cpu"))
+def test_temperature_zero_and_top_k_of_one_are_greedy(gpt_checkpoint):
+    model, _ = load(gpt_checkpoint)
     idx = torch.zeros((1, 1), dtype=torch.long)
     torch.manual_seed(1)
     first = collect(model, idx, 30, temperature=0)
     torch.manual_seed(2)
     assert torch.equal(first, collect(model, idx, 30, temperature=0))
+    assert torch.equal(first, collect(model, idx, 30, top_k=1))
+    assert torch.equal(first, collect(model, idx, 30, temperature=1e-300))   # not NaN: greedy
     context = idx
-    for t in range(30):  # each character is the argmax given the ones before it
+    for t in range(30):   # each character is the argmax given the ones before it
         assert first[0, t] == model(context)[0][0, -1].argmax()
         context = torch.cat([context, first[:, t:t + 1]], dim=1)[:, -16:]
 
@@ -154,16 +79,14 @@ def test_temperature_zero_is_greedy_and_ignores_the_seed(gpt_checkpoint):
 def test_top_p_keeps_the_fewest_likeliest_characters_that_reach_p():
     logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]]))
     keep = lambda p: (generate.next_token_probs(logits, top_p=p) > 0).int().tolist()[0]
-    assert keep(0.4) == [1, 0, 0, 0]
-    assert keep(0.5) == [1, 0, 0, 0]
+    assert keep(1e-300) == keep(0.4) == keep(0.5) == [1, 0, 0, 0]
     assert keep(0.7) == [1, 1, 0, 0]
-    assert keep(0.96) == [1, 1, 1, 1]
-    assert keep(1.0) == [1, 1, 1, 1]
+    assert keep(0.96) == keep(1.0) == [1, 1, 1, 1]
     probs = generate.next_token_probs(logits, top_p=0.7)
-    assert torch.allclose(probs.sum(), torch.tensor(0.8))  # kept as they were; multinomial renormalises
+    assert torch.allclose(probs.sum(), torch.tensor(0.8))   # kept as they were; multinomial renormalises
 
 
-def test_num_samples_are_one_batch_printed_one_after_another(gpt_checkpoint, tmp_path):
+def test_samples_are_one_batch_printed_one_after_another_and_out_gets_the_same(gpt_checkpoint, tmp_path):
     result = run_script("generate.py", "--checkpoint", gpt_checkpoint, "--num-samples", "3", "--prompt", "KING:",
                         "--max-new-tokens", "40", "--seed", "1", "--out", tmp_path / "more.txt", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
@@ -173,32 +96,92 @@ def test_num_samples_are_one_batch_printed_one_after_another(gpt_checkpoint, tmp
     assert (tmp_path / "more.txt").read_text(encoding="utf-8") == result.stdout
 
 
-def test_interactive_continues_each_line_and_survives_bad_input(gpt_checkpoint, tmp_path):
+def test_interactive_continues_each_line_and_asks_again_after_unknown_characters(gpt_checkpoint, tmp_path):
     result = run_script("generate.py", "--checkpoint", gpt_checkpoint, "--interactive", "--max-new-tokens", "20",
                         cwd=tmp_path, stdin="KING:\nQUEEN€\nNURSE:\n\nnever read\n")
     assert result.returncode == 0, result.stderr
     assert "KING:" in result.stdout and "NURSE:" in result.stdout and "QUEEN" not in result.stdout
     assert "never saw: '€'" in result.stderr and "Traceback" not in result.stderr
-    # Ctrl-D (end of input) ends it as well.
     result = run_script("generate.py", "--checkpoint", gpt_checkpoint, "--interactive", cwd=tmp_path, stdin="")
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 0, result.stderr   # Ctrl-D ends it as well
 
 
-def test_numbers_that_are_not_finite_are_one_line(gpt_checkpoint, tmp_path):
-    # float("nan") parses, and a NaN temperature used to reach torch.multinomial as a traceback.
-    for flag, value in [("--temperature", "nan"), ("--temperature", "inf"), ("--top-p", "nan")]:
-        result = run_script("generate.py", "--checkpoint", gpt_checkpoint, flag, value, cwd=tmp_path)
-        assert_one_line_error(result, flag)
+def test_out_keeps_the_old_file_until_the_new_samples_are_complete(gpt_checkpoint, tmp_path):
+    out = tmp_path / "samples.txt"
+    out.write_text("my earlier samples\n")
+    process = subprocess.Popen([sys.executable, str(ROOT / "generate.py"), "--checkpoint", str(gpt_checkpoint),
+                                "--max-new-tokens", "10000000", "--out", str(out)], cwd=tmp_path,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process.stdout.read(20)   # it is sampling
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=60) == 130
+    assert out.read_text() == "my earlier samples\n" and not (tmp_path / "samples.txt.tmp").exists()
 
 
-def test_bad_sampling_controls_are_one_line(gpt_checkpoint, tmp_path):
-    for flag, value in [("--temperature", "-0.5"), ("--top-p", "0"), ("--top-p", "1.5"), ("--top-k", "0"),
-                        ("--num-samples", "0")]:
-        result = run_script("generate.py", "--checkpoint", gpt_checkpoint, flag, value, cwd=tmp_path)
-        assert_one_line_error(result, flag)
+def test_a_full_disk_under_out_keeps_the_old_file(gpt_checkpoint, tmp_path):
+    resource = pytest.importorskip("resource")
+    out = tmp_path / "samples.txt"
+    out.write_text("my earlier samples\n")
+
+    def no_file_past_4_kb():   # the kernel refuses the write (EFBIG) as a full disk refuses it
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+    result = subprocess.run([sys.executable, str(ROOT / "generate.py"), "--checkpoint", str(gpt_checkpoint),
+                             "--max-new-tokens", "600", "--num-samples", "10", "--out", str(out)], cwd=tmp_path,
+                            capture_output=True, text=True, preexec_fn=no_file_past_4_kb)
+    assert_one_line_error(result, "cannot write --out", "File too large", "is unchanged")
+    assert out.read_text() == "my earlier samples\n" and not (tmp_path / "samples.txt.tmp").exists()
 
 
-def test_unwritable_out_file_is_one_line(gpt_checkpoint, tmp_path):
-    result = run_script("generate.py", "--checkpoint", gpt_checkpoint, "--out", tmp_path / "no" / "such" / "f.txt",
-                        cwd=tmp_path)
-    assert_one_line_error(result, "--out")
+def test_samples_printed_to_a_full_disk_are_one_line(gpt_checkpoint, tmp_path):
+    with open("/dev/full", "w") as full:   # every write to it fails with ENOSPC
+        result = subprocess.run([sys.executable, str(ROOT / "generate.py"), "--checkpoint", str(gpt_checkpoint),
+                                 "--max-new-tokens", "50"], cwd=tmp_path, stdout=full, stderr=subprocess.PIPE,
+                                text=True, timeout=120)
+    assert_one_line_error(result, "cannot write the samples", "No space left on device")
+
+
+class Trap:
+    def __reduce__(self):      # unpickling would call print: a stand-in for code a file could run
+        return (print, ("this ran",))
+
+
+MISTAKES = [   # (flags, a file to write first, what the one line says)
+    (["--checkpoint", "missing.pt"], None, "no checkpoint at missing.pt; train one first"),
+    (["--checkpoint", "cut.pt"], ("cut.pt", lambda c: c.read_bytes()[:500]), "not a readable checkpoint"),
+    (["--checkpoint", "noise.pt"], ("noise.pt", lambda c: bytes(range(256)) * 16), "not a readable checkpoint"),
+    (["--checkpoint", "trap.pt"], ("trap.pt", {"model": Trap()}), "refusing to load trap.pt: it holds Python objects"),
+    (["--checkpoint", "alien.pt"], ("alien.pt", {"w": torch.zeros(2)}), "not a checkpoint of train.py"),
+    (["--checkpoint", "sizes.pt"], ("sizes.pt", lambda c: {**torch.load(c), "model_args": {
+        "model": "bigram", "vocab_size": 3}}), "weights do not match its model_args"),
+    (["--prompt", "KING€:"], None, "never saw: '€'"),
+    (["--prompt", ""], None, "--prompt is empty"),
+    (["--temperature", "-1"], None, "--temperature"),
+    (["--temperature", "nan"], None, "--temperature"),
+    (["--temperature", "inf"], None, "--temperature"),
+    (["--top-p", "0"], None, "--top-p"),
+    (["--top-p", "1.5"], None, "--top-p"),
+    (["--top-k", "0"], None, "--top-k"),
+    (["--num-samples", "0"], None, "--num-samples"),
+    (["--max-new-tokens", "-5"], None, "--max-new-tokens"),
+    (["--seed", str(2**70)], None, "--seed"),
+    (["--seed", "-1"], None, "--seed"),
+    (["--num-samples", "100000000000"], None, "out of memory: try a smaller --num-samples"),
+    (["--out", "no/such/folder/f.txt"], None, "cannot write --out no/such/folder/f.txt"),
+]
+
+
+@pytest.mark.parametrize("flags, file, message", MISTAKES)
+def test_user_mistakes_are_one_line(bigram_checkpoint, tmp_path, monkeypatch, flags, file, message):
+    if file:
+        name, contents = file
+        contents = contents(bigram_checkpoint) if callable(contents) else contents
+        if isinstance(contents, bytes):
+            (tmp_path / name).write_bytes(contents)
+        else:
+            torch.save(contents, tmp_path / name)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as error:
+        generate.main(["--checkpoint", str(bigram_checkpoint), "--max-new-tokens", "5", *flags])
+    assert isinstance(error.value.code, str) and "\n" not in error.value.code, error.value.code
+    assert error.value.code.startswith("generate.py: error: ") and message in error.value.code, error.value.code

@@ -1,13 +1,16 @@
-"""prepare.py: the character vocabulary, the split, the files it writes, and its one-line errors."""
+"""prepare.py: the character vocabulary, the split, the files it writes whole, and its one-line errors."""
 
 import json
 import os
+import signal
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
 import prepare
-from conftest import SHAKESPEARE, assert_one_line_error, make_text, run_script
+from conftest import ROOT, SHAKESPEARE, assert_one_line_error, make_text, run_script
 
 
 def test_vocabulary_is_the_sorted_distinct_characters():
@@ -18,10 +21,10 @@ def test_encode_then_decode_gives_back_the_text():
     text = make_text()
     chars = prepare.build_vocab(text)
     ids = prepare.encode(text, chars)
-    assert ids.shape == (len(text),)
-    assert ids.min() == 0 and ids.max() == len(chars) - 1
+    assert ids.shape == (len(text),) and ids.min() == 0 and ids.max() == len(chars) - 1
     assert prepare.decode(ids, chars) == text
     assert list(prepare.encode("hello", " dehlorw")) == [3, 2, 4, 4, 5]
+    assert list(prepare.encode("hex!", " dehlorw")) == [3, 2, -1, -1]   # not in the vocabulary: -1
 
 
 def test_encode_works_beyond_ascii():
@@ -30,24 +33,15 @@ def test_encode_works_beyond_ascii():
     assert prepare.decode(prepare.encode(text, chars), chars) == text
 
 
-def test_encode_names_the_unknown_characters():
-    with pytest.raises(KeyError) as info:
-        prepare.encode("hex!", " dehlorw")
-    assert info.value.args[0] == "!x"
-
-
 def test_split_is_first_90_percent_train_last_10_percent_val(tmp_path, text_file):
     text = text_file.read_text(encoding="utf-8")
     info = prepare.prepare(str(text_file), str(tmp_path / "data"), 0.1)
     n_train = int(len(text) * 0.9)
     assert (info["train_tokens"], info["val_tokens"]) == (n_train, len(text) - n_train)
-
     chars = "".join(info["chars"])
     train = np.fromfile(tmp_path / "data" / "train.bin", dtype=np.uint8)
     val = np.fromfile(tmp_path / "data" / "val.bin", dtype=np.uint8)
-    assert prepare.decode(train, chars) == text[:n_train]
-    assert prepare.decode(val, chars) == text[n_train:]
-
+    assert prepare.decode(train, chars) == text[:n_train] and prepare.decode(val, chars) == text[n_train:]
     vocab = json.loads((tmp_path / "data" / "vocab.json").read_text(encoding="utf-8"))
     assert vocab["chars"] == sorted(set(text)) and vocab["vocab_size"] == len(set(text))
     assert vocab["dtype"] == "uint8"
@@ -64,64 +58,8 @@ def test_more_than_256_characters_are_stored_as_uint16(tmp_path):
     assert prepare.decode(val, "".join(info["chars"])) == text[int(len(text) * 0.9):]
 
 
-def test_script_prints_vocabulary_and_split_sizes(tmp_path, text_file):
-    result = run_script("prepare.py", "--input", text_file, cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
-    assert "vocab_size: " in result.stdout and "train: " in result.stdout and "val: " in result.stdout
-    assert (tmp_path / "data" / "vocab.json").exists()
-
-
-@pytest.mark.parametrize("content, message", [
-    (None, "no such file"),
-    (b"", "is empty"),
-    (b"caf\xe9 au lait", "is not UTF-8"),
-    (b"abc", "leaves 1 for validation"),
-    (b"PK\x03\x04\x00\x00 binary", "looks binary"),
-])
-def test_bad_input_is_one_line_and_leaves_data_untouched(tmp_path, content, message):
-    data = tmp_path / "data"
-    data.mkdir()
-    (data / "vocab.json").write_text("earlier run", encoding="utf-8")
-    path = tmp_path / "input.txt"
-    if content is not None:
-        path.write_bytes(content)
-    result = run_script("prepare.py", "--input", path, cwd=tmp_path)
-    assert_one_line_error(result, message)
-    assert os.listdir(data) == ["vocab.json"]
-    assert (data / "vocab.json").read_text(encoding="utf-8") == "earlier run"
-
-
-def test_bad_val_fraction_is_one_line(tmp_path, text_file):
-    assert_one_line_error(run_script("prepare.py", "--input", text_file, "--val-fraction", "1.5",
-                                     cwd=tmp_path), "--val-fraction")
-    assert_one_line_error(run_script("prepare.py", "--val-fraction", "half", cwd=tmp_path), "--val-fraction")
-
-
-def test_offline_without_a_text_says_how_to_get_it(tmp_path):
-    # Port 9 on this machine refuses at once, which is what no network looks like.
-    result = run_script("prepare.py", "--url", "http://127.0.0.1:9/input.txt", cwd=tmp_path)
-    assert_one_line_error(result, "could not download", "--input")
-    assert os.listdir(tmp_path / "data") == []
-
-
-def test_a_download_that_is_not_tiny_shakespeare_is_refused(tmp_path, text_file):
-    result = run_script("prepare.py", "--url", text_file.as_uri(), cwd=tmp_path)
-    assert_one_line_error(result, "not tiny Shakespeare")
-    assert os.listdir(tmp_path / "data") == []
-
-
-@pytest.mark.skipif(not SHAKESPEARE.exists(), reason=f"tiny Shakespeare not found at {SHAKESPEARE}")
-def test_download_lands_in_data_and_gives_the_lectures_numbers(tmp_path):
-    # A file:// URL stands in for the web: the same code path, checksum and all, without a network.
-    result = run_script("prepare.py", "--url", SHAKESPEARE.as_uri(), cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
-    assert (tmp_path / "data" / "input.txt").read_bytes() == SHAKESPEARE.read_bytes()
-    assert "vocab_size: 65 " in result.stdout
-    assert "train: 1,003,854 characters, val: 111,540 characters" in result.stdout
-
-
 def test_reading_in_small_chunks_gives_the_same_files(tmp_path):
-    # 7-byte chunks split the 2-, 3- and 4-byte characters across chunk boundaries.
+    """What keeps memory flat on a large text: 7-byte chunks split 2-, 3- and 4-byte characters."""
     text = "Grüße, 世界! 🙂 naïve café\n" * 40
     path = tmp_path / "text.txt"
     path.write_text(text, encoding="utf-8")
@@ -130,14 +68,79 @@ def test_reading_in_small_chunks_gives_the_same_files(tmp_path):
     assert whole == chunked and "".join(whole["chars"]) == prepare.build_vocab(text)
     for name in ("train.bin", "val.bin"):
         assert (tmp_path / "whole" / name).read_bytes() == (tmp_path / "chunked" / name).read_bytes()
-    ids = np.fromfile(tmp_path / "chunked" / "train.bin", dtype=np.uint8)
-    assert prepare.decode(ids, "".join(whole["chars"])) == text[:int(len(text) * 0.9)]
 
 
-def test_more_than_65536_distinct_characters_are_refused(tmp_path):
-    path = tmp_path / "everything.txt"
-    path.write_text("".join(chr(c) for c in range(0x4E00, 0x4E00 + 70_000) if not 0xD800 <= c < 0xE000),
-                    encoding="utf-8")
-    result = run_script("prepare.py", "--input", path, cwd=tmp_path)
-    assert_one_line_error(result, "at most 65,536")
-    assert not (tmp_path / "data").exists() or os.listdir(tmp_path / "data") == []
+def test_the_script_prints_the_vocabulary_and_the_split_sizes(tmp_path, text_file):
+    result = run_script("prepare.py", "--input", text_file, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "vocab_size: " in result.stdout and "train: " in result.stdout and "val: " in result.stdout
+
+
+def test_a_pipe_is_prepared_like_the_file_it_carries(tmp_path, text_file):
+    assert run_script("prepare.py", "--input", text_file, "--data-dir", "from_file", cwd=tmp_path).returncode == 0
+    piped = subprocess.run([sys.executable, str(ROOT / "prepare.py"), "--input", "/dev/stdin", "--data-dir",
+                            "from_pipe"], cwd=tmp_path, input=text_file.read_bytes(), capture_output=True)
+    assert piped.returncode == 0, piped.stderr
+    for name in ("train.bin", "val.bin", "vocab.json"):
+        assert (tmp_path / "from_pipe" / name).read_bytes() == (tmp_path / "from_file" / name).read_bytes()
+    assert sorted(os.listdir(tmp_path / "from_pipe")) == ["train.bin", "val.bin", "vocab.json"]
+
+
+@pytest.mark.skipif(not SHAKESPEARE.exists(), reason=f"tiny Shakespeare not found at {SHAKESPEARE}")
+def test_the_download_is_checked_and_gives_the_lectures_numbers(tmp_path, monkeypatch, capsys):
+    # A file:// URL stands in for the web: the same code path, checksum and all, without a network.
+    monkeypatch.setattr(prepare.download_shakespeare, "__defaults__", (SHAKESPEARE.as_uri(),))
+    prepare.main(["--data-dir", str(tmp_path / "data")])
+    assert (tmp_path / "data" / "input.txt").read_bytes() == SHAKESPEARE.read_bytes()
+    out = capsys.readouterr().out
+    assert "vocab_size: 65 " in out and "train: 1,003,854 characters, val: 111,540 characters" in out
+
+
+@pytest.mark.parametrize("url, message", [
+    ("http://127.0.0.1:9/input.txt", "could not download the text"),   # port 9 refuses at once: offline
+    ("file:///dev/null", "is not tiny Shakespeare"),
+])
+def test_a_failed_or_wrong_download_is_one_line_and_writes_nothing(tmp_path, url, message):
+    with pytest.raises(SystemExit, match=message) as error:
+        prepare.download_shakespeare(str(tmp_path / "data" / "input.txt"), url)
+    assert "\n" not in error.value.code and not (tmp_path / "data").exists()
+
+
+def write(path, content):
+    path.write_bytes(content)
+    return path
+
+
+@pytest.mark.parametrize("flags, message", [
+    (lambda d: ["--input", d / "missing.txt"], "no such file"),
+    (lambda d: ["--input", d], "is not a file"),
+    (lambda d: ["--input", write(d / "empty.txt", b"")], "has 0 characters"),
+    (lambda d: ["--input", write(d / "latin1.txt", b"caf\xe9 au lait")], "is not UTF-8"),
+    (lambda d: ["--input", write(d / "zip.txt", b"PK\x03\x04\x00\x00 binary")], "looks binary"),
+    (lambda d: ["--input", write(d / "abc.txt", b"abc")], "leaves 2 to train on and 1 to validate"),
+    (lambda d: ["--input", write(d / "cjk.txt", "".join(chr(c) for c in range(0x4E00, 0x4E00 + 70_000)
+                                                        if not 0xD800 <= c < 0xE000).encode())], "at most 65,536"),
+    (lambda d: ["--val-fraction", "1.5"], "--val-fraction must be between 0 and 1"),
+    (lambda d: ["--val-fraction", "half"], "--val-fraction"),
+])
+def test_user_mistakes_are_one_line_and_leave_data_as_it_was(tmp_path, flags, message):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "vocab.json").write_text("an earlier run", encoding="utf-8")
+    assert_one_line_error(run_script("prepare.py", *flags(tmp_path), cwd=tmp_path), message)
+    assert os.listdir(data) == ["vocab.json"] and (data / "vocab.json").read_text() == "an earlier run"
+
+
+def test_a_disk_that_fills_up_leaves_the_earlier_files_whole(prepared, tmp_path):
+    resource = pytest.importorskip("resource")
+    before = {p.name: p.read_bytes() for p in (prepared / "data").iterdir()}
+    bigger = tmp_path / "bigger.txt"
+    bigger.write_text(make_text(4000, seed=1), encoding="utf-8")           # ~400k characters
+
+    def no_file_past_100_kb():   # the kernel refuses the write (EFBIG) as a full disk refuses it
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))
+    result = subprocess.run([sys.executable, str(ROOT / "prepare.py"), "--input", str(bigger)], cwd=prepared,
+                            capture_output=True, text=True, preexec_fn=no_file_past_100_kb)
+    assert_one_line_error(result, "File too large", "earlier files are unchanged")
+    assert {p.name: p.read_bytes() for p in (prepared / "data").iterdir()} == before
