@@ -71,7 +71,7 @@ def test_muon_takes_the_blocks_matrices_adamw_the_rest_and_decay_spares_biases_a
 def test_without_flags_a_cpu_machine_gets_the_cpu_recipe_and_flags_override_it():
     args, _ = train.parse_args(["--device", "cpu", "--n-layer", "2"])
     assert (args.model, args.preset, args.n_layer) == ("gpt", "cpu", 2) and args.optimizer == ("muon" if train.CPU_BFLOAT16 else "adamw")
-    assert args.n_embd == train.RECIPES["cpu"]["n_embd"] and args.lr_decay_iters == args.max_iters
+    assert args.n_embd == train.RECIPES["cpu"]["n_embd"] and args.max_iters == 1100
     args, _ = train.parse_args(["--preset", "lecture", "--device", "cpu"])
     assert (args.batch_size, args.block_size, args.n_layer, args.n_head, args.n_embd, args.dropout,
             args.max_iters) == (64, 256, 6, 6, 384, 0.2, 5000)
@@ -109,11 +109,10 @@ def test_ckpt_holds_the_best_evaluations_weights_and_last_the_state_to_resume(pr
     assert "best val loss 2.0000 at step 10: " in out and "last step 20: " in out and "o val loss" in out
 
 
-def test_the_plot_draws_both_curves_and_shows_overfitting(tmp_path, capsys):
+def test_the_plot_draws_both_curves_and_shows_overfitting(tmp_path):
     (tmp_path / "log.csv").write_text("iter,train_loss,val_loss,elapsed_s\n0,4.2,4.2,0\n100,2.5,2.6,1\n"
                                       "200,2.0,2.2,2\n300,1.6,1.8,3\n400,1.2,1.9,4\n500,1.0,2.1,5\n")
-    train.main(["--plot", str(tmp_path)])
-    chart = capsys.readouterr().out.splitlines()
+    chart = train.plot_log(str(tmp_path / "log.csv")).splitlines()
     assert len(chart) == 16 + 3 and "best val 1.8000" in chart[-1]
     right = [line.split("|")[1][-1] for line in chart[:16]]   # at the right edge val (o) sits above train (.)
     assert right.index("o") < right.index(".")
@@ -122,12 +121,18 @@ def test_the_plot_draws_both_curves_and_shows_overfitting(tmp_path, capsys):
 # --- resuming, and the machinery the loop leans on ------------------------------------------------
 
 @pytest.mark.parametrize("flags", [["--optimizer", "adamw"], ["--optimizer", "muon", "--dtype", "float16"]])
-def test_a_resumed_run_ends_exactly_where_the_unbroken_run_ends(prepared, flags):
+def test_a_run_stopped_by_ctrl_c_and_resumed_ends_exactly_where_the_unbroken_run_ends(prepared, flags,
+                                                                                       monkeypatch):
     """With dropout on: the random state, the optimisers and float16's loss scale must all come back."""
-    common = [*TINY, *flags, "--dropout", "0.1", "--eval-interval", "10", "--lr-decay-iters", "40"]
-    train_here(prepared, *common, "--max-iters", "40", "--out-dir", prepared / "straight")
-    train_here(prepared, *common, "--max-iters", "20", "--out-dir", prepared / "halves")
-    train_here(prepared, "--resume", "--max-iters", "40", "--out-dir", prepared / "halves")
+    common = [*TINY, *flags, "--dropout", "0.1", "--eval-interval", "10", "--max-iters", "40"]
+    train_here(prepared, *common, "--out-dir", prepared / "straight")
+    steps = iter(range(100))   # Ctrl-C, as the loop sees it, after step 17 (between two evaluations)
+    monkeypatch.setattr(train, "agree", lambda signal_number, ranks: signal.SIGINT if next(steps) == 17 else 0)
+    with pytest.raises(SystemExit, match="130"):
+        train_here(prepared, *common, "--out-dir", prepared / "halves")
+    assert saved(prepared / "halves" / "last.pt")["iter_num"] == 17
+    monkeypatch.undo()
+    train_here(prepared, "--resume", "--out-dir", prepared / "halves")
     straight, halves = saved(prepared / "straight" / "last.pt"), saved(prepared / "halves" / "last.pt")
     assert straight["iter_num"] == halves["iter_num"] == 40 and straight["scaler"] == halves["scaler"]
     for name, weight in straight["model"].items():
@@ -315,7 +320,8 @@ MISTAKES = [   # (set-up, flags, environment, what the one line says)
     (make_folder("a_file_here", lambda f: {"f": b""}), ["--out-dir", "a_file_here/f/out"], {}, "--out-dir"),
     (None, ["--out-dir", "out"], {}, "out/ already holds a run; continue it with --resume"),
     (None, ["--resume", "--out-dir", "empty"], {}, "nothing to resume: no empty/last.pt"),
-    (None, ["--resume", "--model", "gpt"], {}, "holds another model or optimiser"),
+    (None, ["--resume", "--model", "gpt"], {}, "out/last.pt holds a bigram run; resume without --model"),
+    (None, ["--resume", "--optimizer", "muon"], {}, "--optimizer is a GPT setting"),
     (other_text, ["--resume", "--data-dir", "other"], {}, "trained on another text than other/"),
     (make_folder("trap", lambda f: {"last.pt": pickled({"model": Trap()})}), ["--resume", "--out-dir", "trap"], {},
      "refusing to load trap/last.pt: it holds Python objects"),
