@@ -7,8 +7,8 @@ probabilities of every possible next character. Training fills that table in. It
 further back than one character, so its text has the right letters and spaces but no words;
 everything the GPT in gpt.py adds is a way to look further back.
 
-    python train.py --model bigram      # train it (under a minute on a CPU)
-    python generate.py                  # sample from it
+    python train.py --model bigram --out-dir out-bigram     # train it (seconds on a CPU)
+    python generate.py --checkpoint out-bigram/ckpt.pt      # sample from it
 """
 
 import torch

@@ -3,8 +3,7 @@ Step 6 of the lesson: let a trained model write.
 
     python generate.py                              # 500 characters from out/ckpt.pt, the best weights
     python generate.py --prompt "ROMEO:" --seed 7   # continue a prompt, repeatably
-    python generate.py --num-samples 3 --top-p 0.9  # three samples, each from the likeliest 90%
-    python generate.py --interactive                # type a line, the model continues it
+    python generate.py --interactive --top-p 0.9    # type a line, the model continues it
 
 A language model gives, for a context, a probability for every possible next character. To write,
 we sample one character from that distribution, append it to the context, and ask again. The
@@ -12,7 +11,6 @@ checkpoint is all it needs: the model's sizes, its weights and its vocabulary.
 """
 
 import argparse
-import math
 import os
 import pickle
 import sys
@@ -29,8 +27,7 @@ def next_token_probs(logits, temperature=1.0, top_k=None, top_p=None):
     divides the logits: below 1 sharpens the distribution (safer text), above 1 flattens it (wilder),
     0 takes the likeliest character. top_k keeps the k likeliest characters, top_p the fewest whose
     probabilities add up to p: both cut off the long tail of unlikely characters, where nonsense lives."""
-    if temperature == 0:
-        return F.one_hot(logits.argmax(dim=-1), logits.size(-1)).float()    # (B, vocab_size)
+    top_k, temperature = (1, 1.0) if temperature == 0 else (top_k, temperature)   # 0: the likeliest only
     # In float64 and minus the largest logit (the same softmax): a tiny temperature then leaves
     # the likeliest at 0 and the others at -inf, instead of overflowing to NaN.
     logits = (logits.double() - logits.max(dim=-1, keepdim=True).values) / temperature  # (B, vocab_size)
@@ -55,13 +52,12 @@ def sample(model, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None, 
     cache = KVCache(model.config) if kv_cache and isinstance(model, GPT) else None
     for step in range(max_new_tokens):
         if cache is not None and step == 0:
-            logits, _ = model(idx[:, -block_size:], cache=cache)   # the prompt, in one pass (B, T, vocab_size)
+            logits, _ = model(idx[:, -block_size:], cache=cache)   # the prompt in one pass: (B, T, vocab)
         elif cache is not None and cache.length < block_size:
-            logits, _ = model(idx[:, -1:], cache=cache)            # the newest character (B, 1, vocab_size)
+            logits, _ = model(idx[:, -1:], cache=cache)            # the newest character: (B, 1, vocab)
         else:
-            # No cache, or the window is full. Cropped to its last block_size characters, every
-            # character sits one position earlier than a step before, so its key and value (which
-            # include its position) change and the cache would be stale: the whole window again.
+            # No cache, or the window is full: cropped to its last block_size characters, each one
+            # sits a position earlier than before, its key and value change, and the cache is stale.
             logits, _ = model(idx if block_size is None else idx[:, -block_size:])  # (B, T, vocab_size)
         probs = next_token_probs(logits[:, -1, :], temperature, top_k, top_p)     # (B, vocab_size)
         idx_next = torch.multinomial(probs, num_samples=1)                        # (B, 1)
@@ -70,52 +66,42 @@ def sample(model, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None, 
 
 
 def write_samples(model, chars, prompt, args):
-    """Sample args.num_samples continuations of prompt as one batch and print them -> the text printed.
-    The first sample appears as it is written; the others, computed alongside, follow it."""
-    n = args.num_samples
-    device = next(model.parameters()).device
-    idx = torch.tensor([[chars.index(c) for c in prompt]] * n, device=device)   # (B, T)
+    """Sample args.num_samples continuations of prompt in one batch; print the first as it comes -> all."""
+    n, device = args.num_samples, next(model.parameters()).device
+    idx = torch.tensor([[chars.index(c) for c in prompt]] * n, device=device)   # (B, T), B = n
     texts = [prompt] * n
     headers = [f"--- sample {i} of {n} ---\n" if n > 1 else "" for i in range(1, n + 1)]
     print(headers[0] + prompt, end="", flush=True)
-    for idx_next in sample(model, idx, args.max_new_tokens, args.temperature, args.top_k, args.top_p,
-                           kv_cache=not args.no_kv_cache):
+    for idx_next in sample(model, idx, args.max_new_tokens, args.temperature, args.top_k, args.top_p):
         texts = [text + chars[i] for text, i in zip(texts, idx_next.tolist())]
         print(texts[0][-1], end="", flush=True)
-    print("\n" + "".join(header + text + "\n" for header, text in zip(headers[1:], texts[1:])), end="", flush=True)
-    return "".join(header + text + "\n" for header, text in zip(headers, texts))
+    printed = "".join(header + text + "\n" for header, text in zip(headers, texts))
+    print(printed[len(headers[0] + texts[0]):], end="", flush=True)   # the newline, then samples 2, 3, ...
+    return printed
 
 
-def interact(model, chars, args):
-    """Read a line, continue it, ask again, until an empty line or Ctrl-D -> all the text printed."""
-    print("Type the start of a text and press Enter; an empty line or Ctrl-D ends.", file=sys.stderr)
-    printed = ""
+def typed_lines(chars):
+    """Each line typed at the prompt, until an empty line or Ctrl-D; unknown characters: asked again."""
     while True:
-        print("> ", end="", file=sys.stderr, flush=True)
+        print("> ", end="", file=sys.stderr, flush=True)   # --help says: an empty line or Ctrl-D ends
         line = sys.stdin.readline().rstrip("\n")   # "" at an empty line and at the end of input (Ctrl-D)
         if not line:
-            return printed
-        if set(line) - set(chars):
-            print(f"this model never saw: {unknown(line, chars)}; try again without them", file=sys.stderr)
+            return
+        unseen = sorted(set(line) - set(chars))
+        if unseen:
+            print(f"this model never saw {unseen}; try again without them", file=sys.stderr)
         else:
-            printed += write_samples(model, chars, line, args)
+            yield line
 
 
-# =================================================================================================
-# The lesson ends here. Below: loading the checkpoint, the command line, and the output files.
-# =================================================================================================
+# ----- The lesson ends here. Below: loading the checkpoint, the command line, the output file. -----
 
 def fail(message):   # a mistake the user can fix: one line, exit status 1, no traceback
     raise SystemExit(f"generate.py: error: {message}")
 
 
-def unknown(text, chars):
-    return " ".join(repr(c) for c in sorted(set(text) - set(chars)))
-
-
 def load_model(path, device):
-    """A checkpoint of train.py -> (the model in eval mode, its vocabulary). weights_only=True reads
-    tensors and plain values only: a checkpoint from elsewhere cannot run code when it is loaded."""
+    """A checkpoint of train.py -> (model in eval mode, vocabulary); weights_only: no code can run."""
     try:
         checkpoint = torch.load(path, map_location=device, weights_only=True)
         sizes = dict(checkpoint["model_args"])
@@ -124,11 +110,9 @@ def load_model(path, device):
         return model.to(device).eval(), checkpoint["vocab"]
     except FileNotFoundError:
         fail(f"no checkpoint at {path}; train one first: python train.py")
-    except pickle.UnpicklingError as e:   # weights_only refused a Python object (GLOBAL), or no pickle
+    except (pickle.UnpicklingError, RuntimeError, EOFError, IsADirectoryError, KeyError, TypeError) as e:
         fail(f"refusing to load {path}: it holds Python objects that could run code, not just weights"
-             if "GLOBAL" in str(e) else f"{path} is not a readable checkpoint (not a PyTorch file)")
-    except (RuntimeError, EOFError, IsADirectoryError, KeyError, TypeError) as e:
-        fail(f"{path} is not a readable checkpoint of train.py ({type(e).__name__}: {str(e)[:100]!r})")
+             if "GLOBAL" in str(e) else f"{path} is not a readable checkpoint of train.py ({str(e)[:100]!r})")
 
 
 def parse_args(argv=None):
@@ -145,14 +129,13 @@ def parse_args(argv=None):
     add("--seed", type=int, help="the same seed writes the same text (default: a new one each run)")
     add("--interactive", action="store_true", help="ask for prompts in a loop; an empty line or Ctrl-D ends")
     add("--out", help="also write the samples to this file, replaced only once they are complete")
-    add("--no-kv-cache", action="store_true", help="recompute the whole context for every character")
     args = parser.parse_args(argv)
     for flag, ok, wanted in [("--max-new-tokens", args.max_new_tokens >= 1, "1 or more"),
-                             ("--temperature", 0 <= args.temperature < math.inf, "a number, 0 or more"),
-                             ("--top-k", (args.top_k or 1) >= 1, "1 or more"),
-                             ("--top-p", 0 < (args.top_p or 1) <= 1, "above 0, at most 1"),
+                             ("--temperature", 0 <= args.temperature < float("inf"), "a number, 0 or more"),
+                             ("--top-k", args.top_k is None or args.top_k >= 1, "1 or more"),
+                             ("--top-p", args.top_p is None or 0 < args.top_p <= 1, "above 0, at most 1"),
                              ("--num-samples", args.num_samples >= 1, "1 or more"),
-                             ("--seed", 0 <= (args.seed or 0) < 2**63, "0 or more, below 2**63"),
+                             ("--seed", args.seed is None or 0 <= args.seed < 2**63, "in [0, 2**63)"),
                              ("--prompt", args.prompt or args.interactive, "at least one character")]:
         if not ok:
             fail(f"{flag} must be {wanted}, got {getattr(args, flag[2:].replace('-', '_'))!r}")
@@ -164,11 +147,14 @@ def main(argv=None):
     device = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
     model, chars = load_model(args.checkpoint, torch.device(device))
     if not args.interactive and set(args.prompt) - set(chars):
-        fail(f"the prompt has characters this model never saw: {unknown(args.prompt, chars)}")
-    torch.manual_seed(args.seed) if args.seed is not None else torch.seed()   # no seed: other text each run
+        fail(f"the prompt has characters this model never saw: {sorted(set(args.prompt) - set(chars))}")
+    if args.seed is not None:
+        torch.manual_seed(args.seed)
+    else:
+        torch.seed()   # every process starts from the same seed: without this, the same text each run
     try:
-        prompt = args.prompt
-        printed = interact(model, chars, args) if args.interactive else write_samples(model, chars, prompt, args)
+        prompts = typed_lines(chars) if args.interactive else [args.prompt]
+        printed = "".join(write_samples(model, chars, prompt, args) for prompt in prompts)
     except (torch.OutOfMemoryError, MemoryError):
         fail("out of memory: try a smaller --num-samples")
     except KeyboardInterrupt:   # Ctrl-C: stop writing; --out is left as it was

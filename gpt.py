@@ -10,11 +10,9 @@ connections and layer norms, and repeat: that is the whole model, read here from
     python train.py      # trains it
 
 Shapes in comments: B = batch, T = time (positions, at most block_size), C = channels (n_embd),
-nh = n_head, hs = head_size = C / nh.
-
-What this file leaves out on purpose: any training (train.py) and any sampling controls
-(generate.py). It imports nothing of the project. Below the divider at its end: the KV cache,
-which makes sampling faster without changing what is sampled.
+nh = n_head, hs = head_size = C / nh. Left out on purpose: training (train.py) and sampling
+controls (generate.py); it imports nothing of the project. Below the divider at the end: two ways
+to save work without changing what the model computes (a cheaper dropout mask, the KV cache).
 """
 
 import math
@@ -24,8 +22,7 @@ import torch
 import torch.nn as nn
 from torch.nn import functional as F
 
-# The models' sizes. "lecture" is the lecture's model (10,788,929 parameters on tiny Shakespeare);
-# "cpu" is smaller, for the few minutes a laptop has (train.py's CPU recipe says why).
+# Sizes: the lecture's model (10,788,929 parameters on tiny Shakespeare), and a smaller one for a CPU.
 PRESETS = {
     "lecture": dict(block_size=256, n_layer=6, n_head=6, n_embd=384, dropout=0.2),
     "cpu": dict(block_size=128, n_layer=4, n_head=4, n_embd=256, dropout=0.1),
@@ -46,12 +43,10 @@ class GPTConfig:
 class CausalSelfAttention(nn.Module):
     """Multi-head masked self-attention: n_head heads side by side, computed as one batch.
 
-    The lecture gives each head its own module with three Linear(n_embd, head_size) layers for
-    its key, query and value, runs the heads one after another and concatenates their outputs.
-    Here one Linear(n_embd, 3 * n_embd) computes every head's query, key and value at once, and
-    the heads become a batch dimension: the same numbers, in a few large matrix multiplies instead
-    of many small ones (tests/test_gpt.py checks this against tests/lecture_gpt.py's heads).
-    """
+    The lecture gives each head its own key, query and value Linear(n_embd, head_size) and runs the
+    heads one after another. Here one Linear(n_embd, 3 * n_embd) computes every head's query, key and
+    value at once and the heads become a batch dimension: the same numbers, in fewer, larger matrix
+    multiplies (tests/test_gpt.py checks this against the one-module-per-head tests/lecture_gpt.py)."""
 
     def __init__(self, config):
         super().__init__()
@@ -64,22 +59,18 @@ class CausalSelfAttention(nn.Module):
         self.query_key_value = nn.Linear(config.n_embd, 3 * config.n_embd, bias=False)
         # After the heads have gathered information, mix it back into the residual stream.
         self.proj = nn.Linear(config.n_embd, config.n_embd)
-        # Dropout: while training, zero a random share of the activations (and scale up the rest),
-        # so the network cannot lean on any single one of them (Srivastava et al., 2014). The class
-        # is nn.Dropout's rule with a faster mask on a CPU (below the divider).
+        # Dropout: while training, zero a random share of the activations (and scale up the rest), so
+        # the network cannot lean on any one of them (Srivastava et al., 2014); the class is below.
         self.attn_dropout = Dropout(config.dropout)
         self.resid_dropout = Dropout(config.dropout)
-        # Lower-triangular ones: position t may look at positions 0..t, never at the future it
-        # is trying to predict. A buffer, not a parameter: it is not learned and not saved.
+        # Lower-triangular ones: position t may look at positions 0..t, never at the future it is
+        # trying to predict (the masked average of tests/test_attention_trick.py). Not learned, not saved.
         tril = torch.tril(torch.ones(config.block_size, config.block_size, dtype=torch.bool))
         self.register_buffer("tril", tril, persistent=False)          # (block_size, block_size)
 
     def forward(self, x, cache=None, layer=0):
-        """x (B, T, C) -> (B, T, C): every position, updated with what it gathered from the past.
-
-        Tk is the number of positions attended to: Tk = T, except while sampling with a KVCache,
-        which puts the keys and values of the earlier positions in front of this call's.
-        """
+        """x (B, T, C) -> (B, T, C): every position, updated with what it gathered from the past. Tk, the
+        positions attended to, is T; while sampling, a KVCache puts the earlier positions before them."""
         B, T, C = x.shape
         # Each position emits a query ("what am I looking for?"), a key ("what do I contain?")
         # and a value ("what I will tell you if you attend to me").
@@ -147,10 +138,11 @@ class Block(nn.Module):
     def forward(self, x, cache=None, layer=0):
         # Residual connections: each sub-layer only *adds* to x, so gradients flow straight from
         # the loss to the first layer along the "+" and deep stacks train from the start.
-        # Pre-norm: each sub-layer reads a normalised copy of x, and x itself is never normalised
-        # on its way through. The original Transformer normalised after each "+" (post-norm);
-        # deep post-norm stacks need a long, careful warmup, while pre-norm trains stably without
-        # one (Xiong et al., 2020). GPT-2 and its successors use pre-norm for that reason.
+        # LayerNorm rescales each position's C channels to mean 0 and variance 1, then applies a
+        # learned gain and bias (per position, unlike batch norm's per channel across the batch).
+        # Pre-norm: each sub-layer reads a normalised copy of x; x itself is never normalised on its
+        # way. The original Transformer normalised after each "+" (post-norm), which deep stacks
+        # only train with a long, careful warmup (Xiong et al., 2020); GPT-2 and later use pre-norm.
         x = x + self.sa(self.ln1(x), cache, layer)   # (B, T, C)
         x = x + self.ffwd(self.ln2(x))               # (B, T, C)
         return x
@@ -170,10 +162,9 @@ class GPT(nn.Module):
         self.ln_f = nn.LayerNorm(config.n_embd)
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size)
 
-        # Small random weights (std 0.02, as in the lecture's code and GPT-2): the first logits are
-        # nearly equal, so the first loss is about ln(vocab_size). Beyond the lecture, as GPT-2:
-        # the two projections of each block that add into the residual stream start smaller
-        # still, by 1 / sqrt(2 * n_layer), so the stream's variance does not grow with depth.
+        # Small random weights (std 0.02, as the lecture's code and GPT-2): the first loss is about
+        # ln(vocab_size). As GPT-2, the two projections per block that add into the residual stream
+        # start smaller still, by 1 / sqrt(2 * n_layer), so the stream's variance does not grow with depth.
         residual_projections = [m for block in self.blocks for m in (block.sa.proj, block.ffwd.net[2])]
         for module in self.modules():
             if isinstance(module, (nn.Linear, nn.Embedding)):
@@ -183,11 +174,8 @@ class GPT(nn.Module):
                 nn.init.zeros_(module.bias)
 
     def forward(self, idx, targets=None, cache=None):
-        """idx, targets: (B, T) ids -> logits (B, T, vocab_size), loss (or None).
-
-        With a KVCache (sampling), idx holds only the newest characters: their positions start
-        after the cache.length characters the cache already holds.
-        """
+        """idx, targets: (B, T) ids -> logits (B, T, vocab_size), loss (or None). With a KVCache (while
+        sampling), idx holds only the newest characters, placed after the cache.length it holds."""
         B, T = idx.shape
         start = cache.length if cache is not None else 0             # the position of idx[:, 0]
         assert start + T <= self.block_size, f"{start + T} positions, but block_size is {self.block_size}"
@@ -222,16 +210,13 @@ class GPT(nn.Module):
 
 
 # =================================================================================================
-# The model is complete above. Below, two ways to save work without changing what it computes:
-# nn.Dropout's rule with a cheaper random mask on a CPU, and the KV cache generate.py samples with.
+# The model is complete above, but for its Dropout: nn.Dropout's rule with a cheaper mask on a CPU.
+# Then the KV cache generate.py samples with, which changes no number the model computes.
 # =================================================================================================
 
 class Dropout(nn.Module):
-    """nn.Dropout: while training, zero each activation with probability p and scale the others by
-    1 / (1 - p); in eval mode, pass x through. On a CPU the mask is cheaper to draw: four 16-bit
-    random integers from each 64-bit one (uniform over [-32768, 32767], kept where >= -32768 +
-    p * 65536), instead of one draw per activation. Saves 11% of a CPU-recipe step (benchmark.py).
-    """
+    """nn.Dropout's rule (zero each activation with probability p, scale the rest by 1 / (1 - p)); on a
+    CPU, four 16-bit random numbers (p to 1/65536) per 64-bit draw: saves 11% of a CPU-recipe step."""
 
     def __init__(self, p):
         super().__init__()
@@ -248,10 +233,7 @@ class Dropout(nn.Module):
         return x * keep.to(x.dtype).mul_(1 / (1 - self.p))         # the multiplier in x's own dtype
 
 class KVCache:
-    """The keys and values of the positions seen so far, for every layer: each new character then
-    costs one position's work, not a pass over the whole context again. A position's key and value
-    depend only on it and the positions before it, so computing them once is exact.
-    """
+    """Every layer's keys and values so far: they depend only on earlier positions, so they stay true."""
 
     def __init__(self, config):
         self.block_size = config.block_size
@@ -273,8 +255,5 @@ class KVCache:
 
 if __name__ == "__main__":
     model = GPT(GPTConfig(vocab_size=65, **PRESETS["lecture"]))   # 65: tiny Shakespeare's characters
-    print(model)
-    print(f"{sum(p.numel() for p in model.parameters()):,} parameters")
-    idx = torch.zeros((1, 8), dtype=torch.long)                   # (B, T) = (1, 8)
-    logits, _ = model(idx)
-    print(f"idx {tuple(idx.shape)} -> logits {tuple(logits.shape)}")
+    logits, _ = model(torch.zeros((1, 8), dtype=torch.long))      # (B, T) = (1, 8) -> (1, 8, 65)
+    print(f"{model}\n{sum(p.numel() for p in model.parameters()):,} parameters; logits {tuple(logits.shape)}")

@@ -1,16 +1,13 @@
 """
 Step 1 of the lesson: turn a text into numbers a model can learn from.
 
-A character-level model reads one character at a time, so the tokenizer is just the sorted list of
-the distinct characters in the text: character i of that list has id i. This script builds that
-vocabulary, encodes the whole text into ids and splits it: the first 90% to train on, the last
-10% held out for validation, so that we can tell learning apart from memorising.
+A character-level model reads one character at a time, so the tokenizer is the sorted list of the
+text's distinct characters: character i has id i. This script encodes the text into ids and splits
+it: the first 90% to train on, the last 10% held out to tell learning from memorising. It writes
+data/train.bin, data/val.bin (one byte per id; two beyond 256 characters) and data/vocab.json.
 
     python prepare.py                      # tiny Shakespeare, downloaded to data/input.txt
     python prepare.py --input my_text.txt  # any UTF-8 text (or a pipe: --input /dev/stdin)
-
-It writes data/train.bin and data/val.bin (the ids, one byte each, two for > 256 characters) and
-data/vocab.json (the characters in id order, and the sizes).
 """
 
 import argparse
@@ -38,26 +35,17 @@ def build_vocab(text, chars=""):
 def encode(text, chars):
     """text -> its ids (N,), [chars.index(c) for c in text] as one array lookup instead of a Python loop."""
     lookup = np.full(0x110000, -1, dtype=np.int64)   # an id for every Unicode code point; -1: not in chars
-    lookup[code_points(chars)] = np.arange(len(chars))
-    return lookup[code_points(text)]                  # (N,)
+    lookup[[ord(c) for c in chars]] = np.arange(len(chars))
+    return lookup[np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)]   # (N,): one per character
 
 
-def decode(ids, chars):
-    """ids -> the text they stand for."""
+def decode(ids, chars):   # ids -> the text they stand for
     return "".join(chars[i] for i in ids)
 
 
-def code_points(text):
-    return np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)   # (N,) one number per character
-
-
 def prepare(input_path, data_dir, val_fraction, chunk_bytes=1 << 22):
-    """Encode and split the text at input_path into data_dir -> the vocabulary info of vocab.json.
-
-    The text is read twice, a chunk at a time, so memory stays flat for a text of any size: the
-    first pass finds the vocabulary and the length, the second encodes and writes. Nothing in
-    data_dir changes until all three new files are whole; then they replace the old ones at once.
-    """
+    """Encode and split the text into data_dir -> vocab.json's info. Two passes, a chunk at a time (flat
+    memory for any size): vocabulary and length, then the ids. data_dir changes only when all is whole."""
     names = [os.path.join(data_dir, name) for name in ("train.bin", "val.bin", "vocab.json")]
     copy = os.path.join(data_dir, "input.copy.tmp")
     try:
@@ -71,23 +59,19 @@ def prepare(input_path, data_dir, val_fraction, chunk_bytes=1 << 22):
             chars, n = build_vocab(text, chars), n + len(text)
         n_train = int(n * (1 - val_fraction))
         if min(n_train, n - n_train) < 2:
-            fail(f"{input_path} has {n:,} characters: --val-fraction {val_fraction} leaves {n_train:,} to train "
-                 f"on and {n - n_train:,} to validate; give a longer text or another --val-fraction")
+            fail(f"{input_path} has {n:,} characters: --val-fraction {val_fraction} leaves {n_train:,} to "
+                 f"train on and {n - n_train:,} to validate; give a longer text or another --val-fraction")
         if len(chars) > 2**16:
             fail(f"{input_path} has {len(chars):,} distinct characters; at most 65,536 are supported")
         dtype = np.uint8 if len(chars) <= 2**8 else np.uint16
         with open(names[0] + ".tmp", "wb") as train_file, open(names[1] + ".tmp", "wb") as val_file:
             done = 0
             for text in read_chunks(input_path, chunk_bytes):          # pass 2
-                ids = encode(text, chars)                              # (chunk,)
-                if (ids < 0).any():                                    # a character pass 1 did not see
-                    break
+                ids = encode(text, chars).astype(dtype)                # (chunk,)
                 cut = min(len(ids), max(0, n_train - done))            # how much of this chunk is train
-                train_file.write(ids[:cut].astype(dtype).tobytes())
-                val_file.write(ids[cut:].astype(dtype).tobytes())
+                train_file.write(ids[:cut].tobytes())
+                val_file.write(ids[cut:].tobytes())
                 done += len(ids)
-        if done != n:
-            fail(f"{input_path} changed while it was read; run prepare.py again")
         info = {"vocab_size": len(chars), "dtype": np.dtype(dtype).name, "train_tokens": n_train,
                 "val_tokens": n - n_train, "chars": list(chars)}
         with open(names[2] + ".tmp", "w", encoding="utf-8") as f:
@@ -110,22 +94,18 @@ def prepare(input_path, data_dir, val_fraction, chunk_bytes=1 << 22):
 
 
 def read_chunks(path, chunk_bytes):
-    """Yield the UTF-8 text of path in pieces of about chunk_bytes; a character split between two
-    reads is carried over by the incremental decoder. A file that is not a text is one line."""
-    decoder = codecs.getincrementaldecoder("utf-8")()
+    """Yield the UTF-8 text of path in pieces (a character split between two reads is carried over)."""
     if not os.path.isfile(path):
-        fail(f"no such file: {path}" if not os.path.exists(path) else f"{path} is not a file; give a text file")
+        fail(f"{path} is not a file; give a text file" if os.path.exists(path) else f"no such file: {path}")
+    decoder = codecs.getincrementaldecoder("utf-8")()
     with open(path, "rb") as f:
-        while True:
-            raw = f.read(chunk_bytes)
+        while raw := f.read(chunk_bytes):
             try:
-                text = decoder.decode(raw, final=not raw)
+                text = decoder.decode(raw)
             except UnicodeDecodeError:
                 fail(f"{path} is not UTF-8 text; convert it first, e.g. with iconv -t UTF-8")
             if "\0" in text:
                 fail(f"{path} looks binary (it holds NUL bytes), not like a text")
-            if not raw:
-                return
             yield text
 
 
@@ -140,13 +120,10 @@ def download_shakespeare(path, url=SHAKESPEARE_URL):
              f"Shakespeare to {path} or pass --input PATH to your own text")
     if hashlib.sha256(raw).hexdigest() != SHAKESPEARE_SHA256:
         fail(f"the download from {url} is not tiny Shakespeare (its sha256 differs)")
-    try:
-        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-        with open(path + ".tmp", "wb") as f:
-            f.write(raw)
-        os.replace(path + ".tmp", path)
-    except OSError as e:
-        fail(f"cannot write {path} ({e.strerror})")
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    with open(path + ".tmp", "wb") as f:   # then renamed: never half a file where the text should be
+        f.write(raw)
+    os.replace(path + ".tmp", path)
 
 
 def fail(message):   # a mistake the user can fix: one line, exit status 1, no traceback
@@ -156,11 +133,9 @@ def fail(message):   # a mistake the user can fix: one line, exit status 1, no t
 def main(argv=None):
     parser = argparse.ArgumentParser(description="Build the character vocabulary and the train/val splits.")
     parser.error = lambda message: fail(f"{message} (see --help)")
-    parser.add_argument("--input", help="a UTF-8 text (default: tiny Shakespeare, downloaded to "
-                                        "data/input.txt in --data-dir if it is not there)")
+    parser.add_argument("--input", help="a UTF-8 text (default: tiny Shakespeare, in data/input.txt)")
     parser.add_argument("--data-dir", default="data", help="where the three files go (default: data)")
-    parser.add_argument("--val-fraction", type=float, default=0.1,
-                        help="the share of the text, from its end, held out for validation (default: 0.1)")
+    parser.add_argument("--val-fraction", type=float, default=0.1, help="share held out, from the end")
     args = parser.parse_args(argv)
     if not 0 < args.val_fraction < 1:
         fail(f"--val-fraction must be between 0 and 1, got {args.val_fraction}")
@@ -171,11 +146,11 @@ def main(argv=None):
         info = prepare(input_path, args.data_dir, args.val_fraction)
     except KeyboardInterrupt:
         sys.exit(f"prepare.py: interrupted; {args.data_dir}/ holds no half-written file")
+    except OSError as e:   # the download cannot be saved
+        fail(f"cannot write {input_path} ({e.strerror})")
     shown = "".join(c if c.isprintable() else repr(c)[1:-1] for c in info["chars"][:200])
-    print(f"vocabulary: {shown}{' ...' if info['vocab_size'] > 200 else ''}")
-    print(f"vocab_size: {info['vocab_size']} (ids stored as {info['dtype']})")
-    print(f"train: {info['train_tokens']:,} characters, val: {info['val_tokens']:,} characters; "
-          f"wrote {args.data_dir}/train.bin, val.bin, vocab.json")
+    print(f"vocab_size: {info['vocab_size']} (ids stored as {info['dtype']}): {shown}")
+    print(f"train: {info['train_tokens']:,} characters, val: {info['val_tokens']:,} characters")
 
 
 if __name__ == "__main__":

@@ -1,19 +1,15 @@
 """
 Step 3 of the lesson: train a model on the prepared text and watch the loss fall.
 
-    python prepare.py                   # once: data/train.bin, val.bin and vocab.json
-    python train.py                     # the GPT, with the recipe for this machine
-    python train.py --model bigram      # the bigram baseline (seconds)
+    python train.py                     # the GPT, with the recipe for this machine, into out/
     python train.py --preset lecture    # the lecture's model and its 5,000 steps (wants a GPU)
     python train.py --resume            # continue the run saved in out/last.pt
-    python generate.py                  # sample from out/ckpt.pt, the run's best weights
+    python train.py --model bigram --out-dir out-bigram   # the bigram baseline (seconds)
 
-The loop is the lecture's: draw a random batch, predict every next character, measure the loss,
-backpropagate, step; every eval_interval steps estimate both losses and keep the best weights.
-Beyond the lecture: a warmup and cosine decay of the learning rate, gradient clipping, weight
-decay on matrices only, Muon, and bfloat16 (or float16 with a loss scaler) where it is fast.
-Read down to the divider "The lesson ends here"; below it is machinery (devices, the data's
-checks, the run's files, Ctrl-C, torchrun, the loss plot, the command line).
+The loop is the lecture's, with a learning-rate warmup and cosine decay, gradient clipping, weight
+decay on matrices only, Muon, and bfloat16 (or float16 with a loss scaler) where it is fast. Read
+down to "The lesson ends here"; below it is machinery (devices, the data's checks, the run's files,
+Ctrl-C, torchrun, the loss plot, the command line).
 """
 
 import argparse
@@ -25,7 +21,6 @@ import math
 import os
 import pickle
 import signal
-import sys
 import time
 
 import numpy as np
@@ -37,8 +32,7 @@ from gpt import GPT, PRESETS, GPTConfig
 
 CPU_BFLOAT16 = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()  # in hardware
 
-# Recipes: every setting of a run, as plain dicts; flags override them. `python train.py` takes
-# "lecture" on CUDA and "cpu" elsewhere. The GPT's sizes come from gpt.py.
+# Recipes: every setting of a run; flags override them. On CUDA "lecture" is the default, else "cpu".
 RECIPES = {
     # The lecture's bigram.py: a constant learning rate is all a lookup table needs.
     "bigram": dict(batch_size=32, block_size=8, max_iters=3000, eval_interval=300, eval_iters=200,
@@ -72,9 +66,8 @@ def get_batch(data, batch_size, block_size, device, generator=None):
 
 @torch.no_grad()
 def estimate_loss(model, splits, eval_iters, batch_size, block_size, device, autocast):
-    """Mean loss over eval_iters batches of each split -> {"train": float, "val": float}. The batches
-    come from their own generator, seeded alike each time: every evaluation scores the same text,
-    and training's random numbers are untouched. model.eval() turns dropout off while we measure."""
+    """Mean loss over eval_iters batches of each split -> {"train", "val"}. Its own generator, seeded
+    alike each time, scores the same text every time; model.eval() turns dropout off meanwhile."""
     model.eval()
     out = {}
     for name, data in splits.items():
@@ -101,7 +94,8 @@ def configure_optimizers(model, optimizer, learning_rate, weight_decay, muon_lr_
     same directions, all at one rate; five Newton-Schulz iterations find it), and learns more per
     step. "match_rms_adamw" sizes its steps like AdamW's; its matrices take muon_lr_scale x the rate.
     """
-    matrices = [p for b in model.blocks for p in b.parameters() if p.dim() == 2] if optimizer == "muon" else []
+    in_blocks = [p for block in model.blocks for p in block.parameters()] if optimizer == "muon" else []
+    matrices = [p for p in in_blocks if p.dim() == 2]
     rest = [p for p in model.parameters() if not any(p is m for m in matrices)]
     adamw = torch.optim.AdamW([   # "lr_scale": how the loop sets each group's lr from the schedule
         {"params": [p for p in rest if p.dim() >= 2], "weight_decay": weight_decay, "lr_scale": 1.0},
@@ -109,8 +103,8 @@ def configure_optimizers(model, optimizer, learning_rate, weight_decay, muon_lr_
     ], lr=learning_rate, betas=(0.9, 0.99))
     if not matrices:
         return [adamw]
-    muon = torch.optim.Muon([{"params": matrices, "lr_scale": muon_lr_scale}], lr=learning_rate * muon_lr_scale,
-                            weight_decay=weight_decay, adjust_lr_fn="match_rms_adamw")
+    muon = torch.optim.Muon([{"params": matrices, "lr_scale": muon_lr_scale}], weight_decay=weight_decay,
+                            lr=learning_rate * muon_lr_scale, adjust_lr_fn="match_rms_adamw")
     return [muon, adamw]
 
 
@@ -137,32 +131,31 @@ def train(args, saved=None):
     # gradients overflowed. In float32 and bfloat16 the scaler passes every call through.
     autocast = contextlib.nullcontext() if dtype == torch.float32 else torch.autocast(device.type, dtype)
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
-    iter_num, best_val_loss, best_iter, elapsed = 0, math.inf, None, 0.0
+    iter_num, best_val_loss, elapsed = 0, math.inf, 0.0
     if saved is not None:   # --resume: the saved weights, optimisers, step, clock and random state
-        iter_num, best_val_loss, best_iter, elapsed = resume(saved, model, optimizers, scaler, chars, args, device)
+        iter_num, best_val_loss, elapsed = resume(saved, model, optimizers, scaler, chars, args, device)
     lock = claim_out_dir(args, saved) if ranks.master else None   # one run at a time in --out-dir
-    step_model = wrap_for_step(model, args, ranks, iter_num)   # the model, or a torch.compile or DDP wrapper
+    step_model = wrap_for_step(model, args, ranks, iter_num)   # the model, or DDP's wrapper around it
     start = time.monotonic() - elapsed   # the clock counts the runs this one resumes
     bad_losses = 0   # losses in a row that were inf or NaN
     with stop_on_signals() as stop, progress_bar(args, iter_num, ranks) as progress:
         while True:
             # The end: after max_iters steps (the lecture's `for iter in range(max_iters)`), or when
             # the time budget is spent. Every eval_interval steps and at the end: measure, log, save.
-            share = time_used(start, args.time_budget, ranks) if args.time_budget else iter_num / args.max_iters
-            done = share >= 1
-            resumed_here = saved is not None and iter_num == saved["iter_num"]   # evaluated before
-            if (iter_num % args.eval_interval == 0 or done) and ranks.master and not resumed_here:
+            seconds = rank0s(time.monotonic() - start, ranks)   # under torchrun, rank 0's clock for all
+            share = seconds / (60 * args.time_budget) if args.time_budget else iter_num / args.max_iters
+            done = share >= 1   # of the time, or of the steps
+            if (iter_num % args.eval_interval == 0 or done) and ranks.master:
                 losses = estimate_loss(model, {"train": train_data, "val": val_data}, args.eval_iters,
                                        args.batch_size, args.block_size, device, autocast)
                 progress.write(f"step {iter_num}: train loss {losses['train']:.4f}, "
-                               f"val loss {losses['val']:.4f} ({time.monotonic() - start:.1f} s)")
+                               f"val loss {losses['val']:.4f} ({seconds:.1f} s)")
                 improved = losses["val"] < best_val_loss
-                if improved:
-                    best_val_loss, best_iter = losses["val"], iter_num
-                save_run(args, model, optimizers, scaler, chars, iter_num, best_val_loss, best_iter,
-                         time.monotonic() - start, losses, improved)
-            stop.signal = agree(stop.signal, ranks)   # under torchrun: any rank's signal stops them all
-            if done or stop.signal:   # Ctrl-C or SIGTERM: stop after a whole step, and save
+                best_val_loss = min(best_val_loss, losses["val"])
+                save_run(args, model, optimizers, scaler, chars, iter_num, best_val_loss, seconds, losses,
+                         improved)
+            stop.signal = int(rank0s(stop.signal, ranks))   # set by Ctrl-C or SIGTERM: stop, and save
+            if done or stop.signal:
                 break
 
             # One step of gradient descent on one random batch, at the schedule's learning rate
@@ -190,12 +183,12 @@ def train(args, saved=None):
             loss_value = loss.item()
             bad_losses = 0 if math.isfinite(loss_value) else bad_losses + 1
             if bad_losses >= (20 if scaler.is_enabled() else 1):
-                fail(f"the loss became {loss_value} at step {iter_num}; stopped. {args.out_dir}/ckpt.pt keeps "
-                     f"the best weights and last.pt the last good state; try a lower --learning-rate")
+                fail(f"the loss became {loss_value} at step {iter_num}; stopped. {args.out_dir}/ckpt.pt "
+                     f"keeps the best weights and last.pt the last good state; try a lower --learning-rate")
             iter_num += 1
             progress.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.1e}", refresh=False)
             progress.update()
-    finish(args, model, optimizers, scaler, chars, iter_num, best_val_loss, best_iter, time.monotonic() - start,
+    finish(args, model, optimizers, scaler, chars, iter_num, best_val_loss, time.monotonic() - start,
            stop.signal, ranks, lock)
     return best_val_loss
 
@@ -210,47 +203,35 @@ def fail(message):   # a mistake the user can fix: one line naming the fix, exit
 
 
 def set_up(args):
-    """The device and number format, each with why; torchrun's process group; a step that cannot
-    fit in memory refused. -> (device, dtype, ranks)"""
-    device, why_device = pick_device(args.device)
-    ranks = join_torchrun(device)
-    if ranks.size > 1 and device.type == "cuda":
-        device = torch.device("cuda", ranks.local)
-        torch.cuda.set_device(device)
-    dtype, why_dtype = pick_dtype(args.dtype, device)
+    """-> (device, dtype, ranks), each said with why (auto: CUDA, MPS, CPU); refuses what cannot fit."""
+    available = {"cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available(), "cpu": True}
+    name = next(d for d in available if available[d]) if args.device == "auto" else args.device
+    if not available[name]:
+        fail(f"--device {name} (or the resumed run's): this machine has no {name}; add --device cpu")
+    ranks = join_torchrun(name)
+    device = torch.device("cuda", ranks.local) if name == "cuda" else torch.device(name)
+    dtype, why = pick_dtype(args.dtype, device)
     if ranks.master:
-        print(f"device: {device} ({why_device}), dtype: {str(dtype)[6:]} ({why_dtype})"
+        print(f"device: {device} (--device {args.device}), dtype: {str(dtype)[6:]} ({why})"
               + (f", {ranks.size} processes" if ranks.size > 1 else ""))
-        settings = ", ".join(f"{k}={getattr(args, k)}" for k in RECIPES[args.preset])
-        print(f"model: {args.model}, recipe {args.preset}: {settings}", flush=True)
+        print(f"model: {args.model}, recipe {args.preset}: "
+              + ", ".join(f"{k}={getattr(args, k)}" for k in RECIPES[args.preset]), flush=True)
     if device.type == "cpu" and args.model == "gpt" and os.path.exists("/proc/meminfo"):
-        # A CPU process out of memory is killed without a word: refuse a step whose activations
-        # alone (a few float32 (B, T, C) per layer, and explicit attention's (B, nh, T, T)) cannot fit.
+        # Out of memory, a CPU process is killed without a word. A lower bound of a step's activations:
+        # a few (B, T, C) per layer and, with the explicit attention, its (B, nh, T, T) weights.
         with open("/proc/meminfo") as f:
             free = int(dict(line.split(":") for line in f)["MemAvailable"].split()[0]) * 1024
-        per_position = args.n_layer * (8 * args.n_embd + args.n_head * args.block_size * (args.attention != "fused"))
-        if 4 * args.batch_size * args.block_size * per_position > free:
+        weights = args.n_head * args.block_size if args.attention == "explicit" else 0
+        if 4 * args.batch_size * args.block_size * args.n_layer * (8 * args.n_embd + weights) > free:
             fail(f"out of memory: a step needs more than the {free / 2**30:.1f} GiB free; lower --batch-size "
                  f"first, then --block-size or --n-embd")
     torch.manual_seed(args.seed)   # the same first weights on every rank
     return device, dtype, ranks
 
 
-def pick_device(name):
-    """--device -> (torch.device, why): 'auto' takes CUDA, then Apple's MPS, then the CPU."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
-        return torch.device(name), "auto"
-    if name == "cuda" and not torch.cuda.is_available() or name == "mps" and not torch.backends.mps.is_available():
-        fail(f"--device {name} (or the resumed run's): this machine has no {name}; add --device cpu")
-    return torch.device(name), f"--device {name}"
-
-
 def pick_dtype(name, device):
-    """--dtype -> (the number format of the matrix multiplies, why). bfloat16 keeps float32's range
-    with fewer digits: plenty for a matrix multiply. float16 has more digits but a far smaller range
-    (so the loss scaler); it is the fast format of older GPUs and Apple's. Under autocast the
-    weights, layer norms and loss stay float32."""
+    """--dtype -> (number format, why). bfloat16 keeps float32's range with fewer digits; float16 has a
+    far smaller range (so the loss scaler). Weights, layer norms and the loss stay float32."""
     if name != "auto":
         return getattr(torch, name), f"--dtype {name}"
     if device.type == "cuda":
@@ -266,8 +247,7 @@ def pick_dtype(name, device):
 
 
 def load_data(data_dir, block_size):
-    """data/train.bin and val.bin as read-only memory maps -> (train, val, chars), after checking that
-    they and vocab.json belong together: a torn or mismatched set is refused in one line."""
+    """data/train.bin and val.bin as memory maps -> (train, val, chars); a torn set is refused."""
     vocab_path = os.path.join(data_dir, "vocab.json")
     if not os.path.exists(vocab_path):
         fail(f"{data_dir}/ is not prepared (no vocab.json); run: python prepare.py")
@@ -281,7 +261,7 @@ def load_data(data_dir, block_size):
     splits = []
     for name, size in sizes.items():
         path = os.path.join(data_dir, f"{name}.bin")
-        torn = f"{data_dir}/ is torn or mismatched ({name}.bin and vocab.json disagree); run: python prepare.py"
+        torn = f"{data_dir}/ is torn or mismatched ({name}.bin and vocab.json differ); run: python prepare.py"
         if not os.path.isfile(path) or os.path.getsize(path) != size or len(set(chars)) != info["vocab_size"]:
             fail(torn)
         # A memory map reads only the pages a batch touches: a text larger than memory trains too.
@@ -307,38 +287,31 @@ def build_model(model_args, fused_attention=True):
 
 
 def wrap_for_step(model, args, ranks, iter_num):
-    """Say the model's size -> the model as the training step calls it: torch.compile'd (--compile),
-    and under torchrun in DistributedDataParallel, which averages the ranks' gradients. Evaluation
-    and checkpoints use `model` itself, without a wrapper's key prefixes."""
+    """Say the model's size -> under torchrun, the model in DDP, which averages the ranks' gradients."""
     if ranks.master:
         print(f"{sum(p.numel() for p in model.parameters()):,} parameters", flush=True)
-    step_model = torch.compile(model) if args.compile else model
     if ranks.size == 1:
-        return step_model
+        return model
     torch.manual_seed(args.seed + 1000 * ranks.rank + iter_num)   # from here on, each rank its own batches
-    return torch.nn.parallel.DistributedDataParallel(step_model)
+    return torch.nn.parallel.DistributedDataParallel(model)
 
 
 # -----------------------------------------------------------------------------
-# The run's files in --out-dir, each replaced whole or not at all:
-#   ckpt.pt   the weights of the best evaluation: what generate.py samples
-#   last.pt   the state at the last evaluation or the end: what --resume continues from
-#   log.csv   every evaluation's losses
+# The run's files in --out-dir, each replaced whole or not at all: ckpt.pt, the best evaluation's
+# weights (what generate.py samples); last.pt, the state --resume continues from; log.csv.
 
 def claim_out_dir(args, saved):
-    """Lock --out-dir for this run -> the lock. An earlier run there is only continued (--resume) or
-    replaced (--overwrite), never replaced by mistake."""
+    """Lock --out-dir -> the lock. A run there is only continued (--resume) or replaced (--overwrite)."""
+    ckpt, last, log = (os.path.join(args.out_dir, name) for name in ("ckpt.pt", "last.pt", "log.csv"))
     try:
         os.makedirs(args.out_dir, exist_ok=True)
         lock = os.open(args.out_dir, os.O_RDONLY)
-    except OSError as e:
-        fail(f"cannot write to --out-dir {args.out_dir}: {e.strerror}")
-    ckpt, last, log = (os.path.join(args.out_dir, name) for name in ("ckpt.pt", "last.pt", "log.csv"))
-    try:
         import fcntl   # Linux and macOS; elsewhere runs are not guarded against each other
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)   # held until closed, or the process ends
     except BlockingIOError:
         fail(f"another train.py is running in {args.out_dir}/; wait for it, or use another --out-dir")
+    except OSError as e:
+        fail(f"cannot write to --out-dir {args.out_dir}: {e.strerror}")
     except ImportError:
         pass
     if saved is None and not args.overwrite and any(map(os.path.exists, (ckpt, last, log))):
@@ -348,11 +321,10 @@ def claim_out_dir(args, saved):
     for path in [ckpt + ".tmp", last + ".tmp"] + ([ckpt, last] if saved is None else []):
         if os.path.exists(path):   # left by a killed save; with --overwrite, the earlier run
             os.remove(path)
-    # A resumed log keeps its rows up to last.pt's step: a run killed after its last save logged
-    # evaluations that last.pt does not hold.
-    rows = [row for row in read_log(log) if row[0] <= saved["iter_num"]] if saved else []
+    # A resumed log keeps the rows before last.pt's step (a run killed after it may have logged more).
+    rows = [row for row in read_log(log) if row[0] < saved["iter_num"]] if saved else []
     with open(log + ".tmp", "w", newline="") as f:
-        csv.writer(f).writerows([LOG_HEADER] + [[i, f"{t:.4f}", f"{v:.4f}", f"{s:.2f}"] for i, t, v, s in rows])
+        csv.writer(f).writerows([LOG_HEADER] + rows)
     os.replace(log + ".tmp", log)
     return lock
 
@@ -370,32 +342,32 @@ def write_whole(path, data):
             os.remove(path + ".tmp")
 
 
-def save_run(args, model, optimizers, scaler, chars, iter_num, best_val_loss, best_iter, seconds,
-             losses=None, improved=False):
-    """A row in log.csv, the state in last.pt and, if val improved, the weights in ckpt.pt. last.pt
-    first: killed between the two, a resume knows the new best and never puts worse weights in
-    ckpt.pt. A full disk ends the run in one line; the files stay whole."""
+def save_run(args, model, optimizers, scaler, chars, iter_num, best_val_loss, seconds, losses=None,
+             improved=False):
+    """log.csv, last.pt and, if val improved, ckpt.pt; last.pt first, so ckpt.pt never gets worse weights."""
     checkpoint = {"model": model.state_dict(), "model_args": model_args(args, chars), "vocab": chars,
                   "iter_num": iter_num, "best_val_loss": best_val_loss, "config": vars(args)}
     state = {"optimizers": [o.state_dict() for o in optimizers], "scaler": scaler.state_dict(),
-             "best_iter": best_iter, "elapsed_s": seconds, "rng_state": torch.get_rng_state(),
+             "elapsed_s": seconds, "rng_state": torch.get_rng_state(),
              "cuda_rng_state": torch.cuda.get_rng_state() if torch.cuda.is_available() else None}
+    saves = [(os.path.join(args.out_dir, "last.pt"), {**checkpoint, **state})]
+    saves += [(os.path.join(args.out_dir, "ckpt.pt"), checkpoint)] if improved else []
     try:
         if losses is not None:
             with open(os.path.join(args.out_dir, "log.csv"), "a", newline="") as f:
-                csv.writer(f).writerow([iter_num, f"{losses['train']:.4f}", f"{losses['val']:.4f}", f"{seconds:.2f}"])
-        for name, contents in [("last.pt", {**checkpoint, **state})] + ([("ckpt.pt", checkpoint)] if improved else []):
+                csv.writer(f).writerow([iter_num, round(losses["train"], 4), round(losses["val"], 4),
+                                        round(seconds, 2)])
+        for path, contents in saves:
             serialised = io.BytesIO()   # in memory first: torch.save to a file hides a full disk's cause
             torch.save(contents, serialised)
-            write_whole(os.path.join(args.out_dir, name), serialised.getbuffer())
+            write_whole(path, serialised.getbuffer())
     except OSError as e:
-        kept = "the last whole checkpoints are" if os.path.exists(os.path.join(args.out_dir, "last.pt")) else "nothing is"
-        fail(f"cannot write to {args.out_dir}/ ({e.strerror}); {kept} in it")
+        held = "the last whole checkpoints" if os.path.exists(saves[0][0]) else "nothing"
+        fail(f"cannot write to {args.out_dir}/ ({e.strerror}); it holds {held}")
 
 
 def read_run(path):
-    """last.pt -> the saved run. weights_only=True reads tensors and plain values only: a file from
-    elsewhere cannot run code when it is loaded."""
+    """last.pt -> the saved run; weights_only=True: a file from elsewhere cannot run code when loaded."""
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
@@ -405,8 +377,8 @@ def read_run(path):
              if "GLOBAL" in str(e) else f"{path} is not a PyTorch checkpoint")
     except (RuntimeError, EOFError, IsADirectoryError) as e:
         fail(f"{path} is not a readable checkpoint ({str(e).splitlines()[0][:100]})")
-    keys = ("model", "model_args", "vocab", "iter_num", "best_val_loss", "best_iter", "config", "optimizers",
-            "scaler", "rng_state", "cuda_rng_state", "elapsed_s")
+    keys = ("model", "model_args", "vocab", "iter_num", "best_val_loss", "config", "optimizers", "scaler",
+            "rng_state", "cuda_rng_state", "elapsed_s")
     missing = [k for k in keys if not isinstance(checkpoint, dict) or k not in checkpoint]
     if missing:
         fail(f"{path} is not a resumable checkpoint of train.py (it has no {', '.join(missing)})")
@@ -414,14 +386,14 @@ def read_run(path):
 
 
 def resume(saved, model, optimizers, scaler, chars, args, device):
-    """Load the saved run into the fresh model, optimisers and scaler -> (step, best val, its step, seconds)."""
+    """Load the saved run into the fresh model, optimisers and scaler -> (step, best val loss, seconds)."""
     last = os.path.join(args.out_dir, "last.pt")
     if saved["vocab"] != chars:
         fail(f"{last} was trained on another text than {args.data_dir}/ (its vocabulary differs); "
              f"prepare that text again, or train afresh in another --out-dir")
     if saved["model_args"] != model_args(args, chars) or len(saved["optimizers"]) != len(optimizers):
         fail(f"{last} holds another model or optimiser ({saved['model_args']}, --optimizer "
-             f"{saved['config']['optimizer']}); resume without size flags, or train afresh in another --out-dir")
+             f"{saved['config']['optimizer']}); resume without those flags, or train in another --out-dir")
     model.load_state_dict(saved["model"])
     for optimizer, state in zip(optimizers, saved["optimizers"]):
         optimizer.load_state_dict(state)
@@ -429,23 +401,23 @@ def resume(saved, model, optimizers, scaler, chars, args, device):
     torch.set_rng_state(saved["rng_state"])
     if device.type == "cuda" and saved["cuda_rng_state"] is not None:
         torch.cuda.set_rng_state(saved["cuda_rng_state"])
-    if int(os.environ.get("RANK", "0")) == 0:
-        print(f"resuming from {last} at step {saved['iter_num']} (best val loss {saved['best_val_loss']:.4f})")
-    return saved["iter_num"], saved["best_val_loss"], saved["best_iter"], saved["elapsed_s"]
+    if os.environ.get("RANK", "0") == "0":   # rank 0 under torchrun speaks for all
+        print(f"resuming from {last} at step {saved['iter_num']}, best val loss {saved['best_val_loss']:.4f}")
+    return saved["iter_num"], saved["best_val_loss"], saved["elapsed_s"]
 
 
-def finish(args, model, optimizers, scaler, chars, iter_num, best_val_loss, best_iter, seconds, signal_number,
-           ranks, lock):
+def finish(args, model, optimizers, scaler, chars, iter_num, best_val_loss, seconds, signal_number, ranks,
+           lock):
     """Save the state the run ended in (also after a signal), unlock --out-dir, say what is where."""
     if ranks.size > 1:
         torch.distributed.barrier()   # no rank leaves while rank 0 still evaluates
         torch.distributed.destroy_process_group()
         if not ranks.master:
             return
-    save_run(args, model, optimizers, scaler, chars, iter_num, best_val_loss, best_iter, seconds)
+    save_run(args, model, optimizers, scaler, chars, iter_num, best_val_loss, seconds)
     os.close(lock)
     out = args.out_dir
-    best = f"best val loss {best_val_loss:.4f} at step {best_iter}: {out}/ckpt.pt, the weights generate.py samples"
+    best = f"best val loss {best_val_loss:.4f}: {out}/ckpt.pt, the weights generate.py samples"
     if signal_number:
         resume_command = "python train.py --resume" + (f" --out-dir {out}" if out != "out" else "")
         print(f"interrupted at step {iter_num} ({signal.Signals(signal_number).name}); saved {out}/last.pt; "
@@ -456,12 +428,11 @@ def finish(args, model, optimizers, scaler, chars, iter_num, best_val_loss, best
 
 
 # -----------------------------------------------------------------------------
-# Ctrl-C and SIGTERM; several processes (torchrun); the time budget; the progress bar
+# Ctrl-C and SIGTERM; several processes (torchrun); the time budget; the progress bar; the loss plot
 
 @contextlib.contextmanager
 def stop_on_signals():
-    """While inside, Ctrl-C (SIGINT) or SIGTERM (from `kill`, `timeout` or a job scheduler) sets
-    .signal: the loop stops after its step and saves. A second one stops at once, unsaved."""
+    """Inside, Ctrl-C or SIGTERM (`kill`, `timeout`, schedulers) sets .signal; a second stops at once."""
     stop = argparse.Namespace(signal=0)
 
     def request_stop(signum, frame):
@@ -476,9 +447,8 @@ def stop_on_signals():
             signal.signal(s, handler)
 
 
-def join_torchrun(device):
-    """Started by `torchrun --nproc_per_node N train.py`? Then this is one of N processes ("ranks"),
-    each with its own batches; rank 0 alone evaluates and writes. -> ranks (size, rank, local, master)"""
+def join_torchrun(device_name):
+    """Under `torchrun --nproc_per_node N train.py`: one of N ranks; rank 0 alone evaluates and writes."""
     names = ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
     if os.environ.get("WORLD_SIZE", "1") == "1":
         return argparse.Namespace(size=1, rank=0, local=0, master=True)
@@ -486,29 +456,19 @@ def join_torchrun(device):
         fail(f"WORLD_SIZE={os.environ['WORLD_SIZE']} is set, but not all of {', '.join(names[1:])} (whole "
              f"numbers, an address, a port): start the processes with torchrun, or unset WORLD_SIZE")
     size, rank, local = (int(os.environ[n]) for n in names[:3])
-    if rank == 0:   # never a silent wait: a leftover WORLD_SIZE would otherwise hang here
-        print(f"waiting for all {size} processes at {os.environ['MASTER_ADDR']}:{os.environ['MASTER_PORT']} "
-              f"(WORLD_SIZE is set; unset it to train alone)", flush=True)
-    torch.distributed.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    if device_name == "cuda":
+        torch.cuda.set_device(local)
+    torch.distributed.init_process_group(backend="nccl" if device_name == "cuda" else "gloo")
     return argparse.Namespace(size=size, rank=rank, local=local, master=rank == 0)
 
 
-def agree(signal_number, ranks):
-    """Under torchrun each rank may see a signal at another step: all stop when any one has seen it."""
+def rank0s(value, ranks):
+    """Under torchrun, rank 0's value (its clock, its Ctrl-C) on every rank, so all stop and decay alike."""
     if ranks.size == 1:
-        return signal_number
-    flag = torch.tensor([signal_number])
-    torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
-    return int(flag.item())
-
-
-def time_used(start, time_budget, ranks):
-    """The share of the time budget used. Under torchrun rank 0's clock counts for every rank: all
-    must stop at the same step, with the same learning rate."""
-    share = torch.tensor([(time.monotonic() - start) / (60 * time_budget)], dtype=torch.float64)
-    if ranks.size > 1:
-        torch.distributed.broadcast(share, src=0)
-    return share.item()
+        return value
+    value = torch.tensor([value], dtype=torch.float64)
+    torch.distributed.broadcast(value, src=0)
+    return value.item()
 
 
 def progress_bar(args, iter_num, ranks):
@@ -516,9 +476,6 @@ def progress_bar(args, iter_num, ranks):
     return tqdm(total=None if args.time_budget else args.max_iters, initial=iter_num, desc="training",
                 unit="it", dynamic_ncols=True, disable=None if ranks.master else True)
 
-
-# -----------------------------------------------------------------------------
-# The loss curves of log.csv, drawn in the terminal
 
 LOG_HEADER = ["iter", "train_loss", "val_loss", "elapsed_s"]
 
@@ -534,28 +491,17 @@ def read_log(log_path):
     return rows
 
 
-def plot_log(log_path, width=64, height=16):
-    """log.csv -> a text picture of the train (.) and val (o) loss against the step. Where val
-    rises above train, the model memorises its training text instead of learning: overfitting."""
-    rows = [row[:3] for row in read_log(log_path) if all(map(math.isfinite, row))]
-    if len(rows) < 2:
-        return f"{log_path}: fewer than two evaluations, nothing to draw yet"
-    best = min(r[2] for r in rows)
-    rows = rows[1:] if len(rows) >= 3 else rows   # the first loss, ~ln(vocab_size), would squash the rest
-    steps = [r[0] for r in rows]
-    low, high = min(min(r[1:]) for r in rows), max(max(r[1:]) for r in rows)
-    grid = [[" "] * width for _ in range(height)]
-    for col in range(width):
-        step = steps[0] + (steps[-1] - steps[0]) * col / (width - 1)
-        for series, mark in ((1, "."), (2, "o")):
-            loss = np.interp(step, steps, [r[series] for r in rows])   # a straight line between evaluations
-            cell = grid[round((high - loss) / max(high - low, 1e-9) * (height - 1))]
-            cell[col] = "#" if cell[col] not in (" ", mark) else mark
-    lines = [(f"{high - (high - low) * i / (height - 1):6.3f}" if i % 3 == 0 else " " * 6) + " |" + "".join(cells)
-             for i, cells in enumerate(grid)]
-    lines += ["       +" + "-" * width,
-              f"        step {steps[0]}" + f"step {steps[-1]}".rjust(width - 5 - len(str(steps[0]))),
-              f"        . train loss   o val loss   # both    (best val {best:.4f})"]
+def plot_log(log_path, width=60):
+    """log.csv -> a line per evaluation, train (.) and val (o) on one scale; o parting right: overfitting."""
+    rows = read_log(log_path)
+    scale = rows[1:] if len(rows) > 2 else rows   # the first loss, ~ln(vocab_size), would squash the rest
+    low, high = min(min(r[1:3]) for r in scale), max(max(r[1:3]) for r in scale)
+    lines = [f"{'step':>8}  {'train':>7}  {'val':>7}  {low:<{width // 2}.3f}{high:>{width - width // 2}.3f}"]
+    for step, train_loss, val_loss, _ in rows:
+        bar = [" "] * (width + 1)
+        for loss, mark in ((train_loss, "."), (val_loss, "o")):
+            bar[min(width, round((loss - low) / max(high - low, 1e-9) * width))] = mark
+        lines.append(f"{step:>8}  {train_loss:7.4f}  {val_loss:7.4f}  |{''.join(bar)}|")
     return "\n".join(lines)
 
 
@@ -567,14 +513,12 @@ def number(kind, zero_allowed=False, below=None):
     below = below or (2**31 if kind is int else math.inf)
 
     def parse(text):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a {kind.__name__}, got {text!r}")
+        value = kind(text)   # not a number: argparse says "invalid int value"
         if not (0 <= value < below and math.isfinite(value)) or value == 0 and not zero_allowed:
-            raise argparse.ArgumentTypeError(f"must be {'0 or more' if zero_allowed else 'above 0'} and below "
-                                             f"{below:g}, got {text}")
+            raise argparse.ArgumentTypeError(f"must be {'at least 0' if zero_allowed else 'above 0'} and "
+                                             f"below {below:g}, got {text}")
         return value
+    parse.__name__ = kind.__name__
     return parse
 
 
@@ -584,9 +528,9 @@ def parse_args(argv=None):
                                      "prepare.py prepared; writes ckpt.pt, last.pt and log.csv to --out-dir.")
     parser.error = lambda message: fail(f"{message} (see --help)")
     add = parser.add_argument
-    add("--model", choices=["gpt", "bigram"], help="which model to train (default: gpt, or the resumed run's)")
-    add("--preset", choices=["lecture", "cpu"], help="the GPT's recipe: the lecture's model, or one for ~10 "
-                                                     "minutes on 2 CPU cores (default: lecture on CUDA, else cpu)")
+    add("--model", choices=["gpt", "bigram"], help="what to train (default: gpt, or the resumed run's)")
+    add("--preset", choices=["lecture", "cpu"], help="the GPT's recipe: the lecture's, or ~10 minutes on 2 "
+                                                     "CPU cores (default: lecture on CUDA, else cpu)")
     hp = parser.add_argument_group("settings (default: the recipe's, or the resumed run's)").add_argument
     hp("--batch-size", type=number(int), help="independent sequences per step (B)")
     hp("--block-size", type=number(int), help="context length in characters (T)")
@@ -604,17 +548,16 @@ def parse_args(argv=None):
     hp("--warmup-iters", type=number(int, zero_allowed=True), help="steps of linear warmup")
     hp("--weight-decay", type=number(float, zero_allowed=True), help="weight decay on matrices")
     hp("--grad-clip", type=number(float, zero_allowed=True), help="clip the gradient's norm to this (0: off)")
-    hp("--optimizer", choices=["adamw", "muon"], help="muon: Muon for the blocks' matrices, AdamW for the rest")
+    hp("--optimizer", choices=["adamw", "muon"], help="muon: Muon for the blocks' matrices, AdamW elsewhere")
     hp("--attention", choices=["fused", "explicit"], help="one fused PyTorch call, or the explicit math")
     add("--device", choices=["auto", "cpu", "cuda", "mps"], help="where to train (default: auto)")
     add("--dtype", choices=["auto", "float32", "bfloat16", "float16"], help="number format of the matrix "
-        "multiplies (default: auto: bfloat16 where the hardware has it, float16 on older GPUs, else float32)")
-    add("--compile", action="store_true", default=None, help="torch.compile the model (slow to start; for GPUs)")
+        "multiplies (default: auto: bfloat16 where the hardware has it, float16 on older GPUs and Apple's)")
     add("--seed", type=number(int, zero_allowed=True, below=2**63), help="random seed (default: 1337)")
     add("--data-dir", help="where prepare.py wrote its files (default: data)")
     add("--out-dir", default="out", help="where ckpt.pt, last.pt and log.csv go (default: out)")
-    add("--resume", action="store_true", help="continue the run in --out-dir/last.pt; flags given override it")
-    add("--overwrite", action="store_true", help="start afresh in an --out-dir that holds a run, replacing it")
+    add("--resume", action="store_true", help="continue the run in --out-dir/last.pt (flags override it)")
+    add("--overwrite", action="store_true", help="start afresh in an --out-dir that holds a run")
     args = parser.parse_args(argv)
     given = {name for name, value in vars(args).items() if value is not None}
     saved = read_run(os.path.join(args.out_dir, "last.pt")) if args.resume else None
@@ -622,8 +565,7 @@ def parse_args(argv=None):
     for name in kept:
         setattr(args, name, saved["config"][name])
     if saved and args.model != saved["config"]["model"]:
-        fail(f"{args.out_dir}/last.pt holds a {saved['config']['model']} run; resume without --model, or train "
-             f"afresh in another --out-dir")
+        fail(f"{args.out_dir}/last.pt holds a {saved['config']['model']} run; resume it without --model")
     gpt_only = sorted(given & {"preset", "optimizer", "attention", *GPT_SIZES[1:]})
     if args.model == "bigram" and gpt_only:
         fail(f"--{gpt_only[0].replace('_', '-')} is a GPT setting; the bigram has no such setting")
@@ -633,7 +575,7 @@ def parse_args(argv=None):
     if args.preset is None or "bigram" in (args.model, args.preset):   # none given, or another model
         gpu = (args.device or "auto") in ("auto", "cuda") and torch.cuda.is_available()
         args.preset = "bigram" if args.model == "bigram" else "lecture" if gpu else "cpu"
-    defaults = dict(device="auto", dtype="auto", compile=False, seed=1337, data_dir="data", attention="fused")
+    defaults = dict(device="auto", dtype="auto", seed=1337, data_dir="data", attention="fused")
     for name, value in {**defaults, **RECIPES[args.preset]}.items():
         if getattr(args, name, None) is None and name not in kept:
             setattr(args, name, value)
@@ -651,7 +593,7 @@ def main(argv=None):
     except (torch.OutOfMemoryError, MemoryError):
         fail("out of memory: lower --batch-size first, then --block-size or --n-embd")
     except KeyboardInterrupt:   # a second Ctrl-C: stop at once
-        sys.exit(f"train.py: interrupted; {args.out_dir}/ holds the last checkpoints saved whole")
+        raise SystemExit(f"train.py: interrupted; {args.out_dir}/ holds the last checkpoints saved whole")
 
 
 if __name__ == "__main__":

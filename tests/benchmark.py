@@ -1,52 +1,71 @@
 """
 Benchmarks behind the README's figures. Not a test (pytest does not collect it); run it by hand:
 
-    python tests/benchmark.py speed                # lecture config: 8 training steps, ours vs the plain lecture code
-    python tests/benchmark.py speed --config cpu   # the same at the CPU recipe's sizes
+    python tests/benchmark.py speed                # lecture sizes: 8 training steps, ours vs the plain lecture code
+    python tests/benchmark.py speed --config cpu --nn-dropout   # the CPU recipe's sizes, and gpt.Dropout's worth
     python tests/benchmark.py quality              # python train.py as a user runs it: best val loss and time
     python tests/benchmark.py generate             # sampling speed with and without the KV cache
     python tests/benchmark.py prepare              # prepare.py on a 1 GB text: MB/s, peak memory
 
-Everything runs on the CPU. Timings on a shared machine vary from run to run, so speed and
-generate repeat their work, let the variants they compare take turns, and report medians.
+Everything runs on the CPU. Timings on these machines vary from run to run, so speed and generate
+repeat their work, let the variants they compare take turns, and report medians.
 
-speed: training steps at the sizes of one of train.py's recipes (--config lecture: B 64, T 256,
-6 layers, 6 heads, 384 channels, dropout 0.2; --config cpu: the CPU recipe's sizes). The variants
-are the plain code (ReferenceGPT from tests/lecture_gpt.py: one module per head, float32, AdamW
-at a constant learning rate, no gradient clipping) and gpt.py's GPT with train.py's optimiser,
-gradient clipping and memory setting, once per --attention path (default: explicit, then fused),
-in the number format --dtype picks (auto: bfloat16 on a CPU that supports it natively). Each
-variant runs as its own process (Python start-up, imports, model build and all), --iters steps
-(default 8) on random ids from a fixed seed, and the whole process is timed from outside. Inside,
-each step (drawing a batch, the forward and backward pass, the optimiser step) is timed, and the
-median over the steps after the first is that process's time per step. There are --rounds
-rounds (default 3); each runs every variant once, one after another, so that a noisy spell hurts
-every variant alike. Reported per variant: the medians over the rounds of the whole-process time
-and of the time per step, tokens per second (B x T over that time per step), and the speed-up:
-the plain code's median whole-process time divided by the variant's.
+speed: training steps at the sizes of one of train.py's recipes (--config lecture or cpu). The
+variants are the plain code (ReferenceGPT from tests/lecture_gpt.py: one module per head, float32,
+AdamW at a constant learning rate) and gpt.py's GPT with the recipe's optimisers and gradient
+clipping, once per --attention path, in the number format --dtype picks; with --nn-dropout also
+gpt.py with nn.Dropout in place of gpt.Dropout. Each variant runs as its own process, --iters
+steps on random ids from a fixed seed, timed whole from outside and per step inside (the median
+over the steps after the first). --rounds rounds each run every variant once, one after another.
+Reported: the medians over rounds of the whole-process time and the time per step, tokens per
+second, and the plain code's whole-process time over each variant's.
 
-quality: runs train.py as a user would, with the flags given after --, in a temporary --out-dir
-(its checkpoints are thrown away), --runs times (default 2) one after another, and times each
-whole process. From each run's log.csv it reports the best validation loss, the number of steps,
-and the best among the evaluations made within --minutes (default 10) of training time as
-log.csv's elapsed_s column counts it; then the medians over the runs.
+quality: runs train.py as a user would, with the flags given after --, in a temporary --out-dir,
+--runs times one after another, and times each whole process; from each run's log.csv, the best
+validation loss, the steps, and the best within --minutes of training time; then the medians.
 
-generate: loads a checkpoint (default out/ckpt.pt) as generate.py does, with the fused attention
-kernel, and samples from a newline on the CPU, in float32, batch 1, seed 0 for every sample. Two
-measurements. First, the speed-up over the first block_size characters, where the cache works:
---window-rounds rounds (default 20), each a window with the cache and then one without. Each
-character's time, from the second character on (the first is the same one-position pass on both
-paths), is the median over the rounds; those medians added up are the window's time for each
-path. Reported: characters per second for each path, the speed-up (the uncached time divided by
-the cached), and the lowest and highest speed-up of a single round. Second, --tokens characters
-(default 1,000) with each path, --rounds times (default 3), the two paths taking turns: the
-median time to the first character and the median rate over the characters after it.
+generate: loads a checkpoint as generate.py does (fused attention, float32, batch 1, seed 0) and
+times (1) the first block_size characters, where the cache works, --window-rounds rounds of a
+window with the cache then one without, each character's time the median over the rounds, and
+(2) --tokens characters per path, --rounds times: the rate past the window and the first character.
 
-prepare: writes a text of about --size-mb MB (default 1,000) by repeating --text (tiny
-Shakespeare in ../shared by default) into a temporary folder just before the run, so that it sits
-in the page cache; then runs prepare.py on it as its own process and times the whole process.
-Reported: the size, the time, MB per second, and the peak resident memory of the prepare.py
-process (getrusage of the children). One run per call.
+prepare: a text of about --size-mb MB (tiny Shakespeare repeated), written just before the run so
+that it sits in the page cache; prepare.py on it as its own process: time, MB/s, peak memory.
+
+Measured on 2026-12-01, 2-core AMD EPYC with AVX2 only (no AVX512, no bfloat16 hardware), torch
+2.13.0 CPU, nothing else running, CPU recipe sizes in float32 with AdamW, 8 steps x 2 rounds:
+- gpt.Dropout against nn.Dropout: 1,971 and 1,998 ms a step against 2,035 and 2,432 ms: 11% (the
+  median of each pair) of a step, so it stays. Earlier, on an AVX512-BF16 EPYC (2026-11-24), the
+  lecture's sizes: nn.Dropout's mask took 48 ms per layer, 11% of a step; ours 15 ms.
+- fused attention (dropout inside the call) against the explicit lines, both with gpt.Dropout:
+  2,033 and 2,104 ms against 1,971 and 1,998 ms: the fused call 4% slower, so the CPU recipe
+  keeps the plain explicit path. (With nn.Dropout: 2,232 and 2,480 against 2,035 and 2,432 ms.)
+- glibc's malloc told to keep freed memory (mallopt): 1,961 and 2,072 ms against 1,971 and 1,998:
+  no gain, so it went.
+- torch.optim.Muon orthogonalises in bfloat16, which this CPU emulates: its step took 8.6-8.8 s
+  beside 2.1-2.6 s for forward and backward, against 0.01-0.02 s for AdamW's step. The recipe
+  trains with AdamW where the CPU has no bfloat16 hardware.
+- python tests/benchmark.py quality (python train.py, 9.5 minutes each): before that change,
+  Muon everywhere: best val 2.4423 and 2.4434, 51 steps each (median 2.4428); after, AdamW here:
+  1.9789 (288 steps) and 2.0244 (270 steps), median 2.0017 (2026-12-02).
+
+The CPU recipe's search (full runs of python train.py, with the flags of their day; VM-24 and VM-25: AMD EPYC with AVX512-BF16,
+VM-25 about 2x faster per step; VM-30: Intel Xeon with AMX, 2.5x slower per step than VM-25;
+Muon's matrices at 2x the learning rate unless noted):
+| flags | steps x (B x T) | best val | machine |
+|---|---|---|---|
+| --optimizer adamw --dropout 0 --max-iters 1100 | 1,100 x (48 x 128) | 1.518 | VM-24 |
+| --dropout 0 --max-iters 1100 --muon-lr-scale 1 | 1,100 x (48 x 128) | 1.501 | VM-24 |
+| --dropout 0 --max-iters 1100 | 1,100 x (48 x 128) | 1.494 (step 900) | VM-24 |
+| --dropout 0 --max-iters 900 --n-layer 5 | 900 x (48 x 128) | 1.488 | VM-24 |
+| --optimizer adamw --dropout 0 | 2,532 x (48 x 128) | 1.502 (step 2,100, then overfits) | VM-25 |
+| --dropout 0 | 1,393 x (48 x 128) | 1.513 (step 900, then overfits) | VM-25 |
+| --dropout 0.2 | 1,934 x (48 x 128) | 1.528 | VM-25 |
+| (the recipe) | 1,813; 1,917; 1,959 x (48 x 128) | 1.476; 1.474; 1.470 | VM-25 |
+| (the recipe) | 801; 748 | 1.564; 1.571 | VM-30 |
+| --learning-rate 3e-3 / --weight-decay 0.2 / --batch-size 32 | 858 / 846 / 1,133 | 1.558 / 1.556 / 1.564 | VM-30 |
+| --n-layer 3 / --n-embd 192 | 1,093 and 1,119 / 1,034 | 1.537 and 1.535 / 1.544 | VM-30 |
+Muon against AdamW at step 900 of one 1,100-step schedule (VM-24): val 1.504 against 1.549.
 """
 
 import argparse
@@ -70,6 +89,7 @@ def run_steps(impl, config, iters, attention, dtype):
     sys.path.insert(0, str(ROOT / "tests"))
     import numpy as np
     import torch
+    import gpt
     import train
     from gpt import GPT, GPTConfig
     from lecture_gpt import ReferenceGPT
@@ -85,6 +105,11 @@ def run_steps(impl, config, iters, attention, dtype):
     else:  # what train.py does, with the recipe's optimisers
         model = GPT(GPTConfig(vocab_size=65, fused_attention=(attention == "fused"),
                               **{k: c[k] for k in train.GPT_SIZES}))
+        if impl == "nn-dropout":  # gpt.Dropout swapped for nn.Dropout: what its cheaper mask saves
+            for module in list(model.modules()):
+                for name, child in module.named_children():
+                    if isinstance(child, gpt.Dropout):
+                        setattr(module, name, torch.nn.Dropout(child.p))
         optimizers = train.configure_optimizers(model, c["optimizer"], c["learning_rate"], c["weight_decay"])
         use_bf16 = train.pick_dtype(dtype, device)[0] == torch.bfloat16
     times = []
@@ -110,6 +135,7 @@ def run_steps(impl, config, iters, attention, dtype):
 
 def speed(args):
     variants = [("plain", "explicit", "float32")] + [("ours", attention, args.dtype) for attention in args.attention]
+    variants += [("nn-dropout", "explicit", args.dtype)] if args.nn_dropout else []
     results = {v: {"process_s": [], "step_s": []} for v in variants}
     sys.path.insert(0, str(ROOT))
     import train
@@ -137,6 +163,7 @@ def speed(args):
         process_s = statistics.median(results[v]["process_s"])
         step_s = statistics.median(results[v]["step_s"])
         name = "plain lecture code, float32" if v[0] == "plain" else f"gpt.py, {v[1]} attention, dtype {v[2]}"
+        name += ", nn.Dropout" if v[0] == "nn-dropout" else ""
         print(f"| {name} | {process_s:.1f} | {step_s * 1000:.0f} | {tokens / step_s:,.0f} | {base / process_s:.2f}x |")
 
 
@@ -257,6 +284,7 @@ if __name__ == "__main__":
     p.add_argument("--rounds", type=int, default=3, help="interleaved repetitions (default: 3)")
     p.add_argument("--attention", nargs="+", choices=["fused", "explicit"], default=["explicit", "fused"])
     p.add_argument("--dtype", choices=["auto", "float32", "bfloat16"], default="auto")
+    p.add_argument("--nn-dropout", action="store_true", help="also time gpt.py with nn.Dropout instead of its own")
     q = sub.add_parser("quality", help="run train.py and report the validation loss it reaches")
     q.add_argument("--minutes", type=float, default=10.0, help="also report the best val loss within this time")
     q.add_argument("--runs", type=int, default=2, help="full runs, one after another (default: 2)")
@@ -272,7 +300,7 @@ if __name__ == "__main__":
     r.add_argument("--text", default=str(ROOT.parent / "shared" / "data" / "tinyshakespeare" / "input.txt"),
                    help="text to repeat up to --size-mb (default: tiny Shakespeare in ../shared)")
     s = sub.add_parser("_steps")  # one timed process of `speed`
-    s.add_argument("--impl", choices=["plain", "ours"])
+    s.add_argument("--impl", choices=["plain", "ours", "nn-dropout"])
     s.add_argument("--config", choices=CONFIGS)
     s.add_argument("--iters", type=int)
     s.add_argument("--attention", choices=["fused", "explicit"])
