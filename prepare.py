@@ -135,7 +135,7 @@ def main(argv=None):
     parser.error = lambda message: fail(f"{message} (see --help)")
     parser.add_argument("--input", help="a UTF-8 text (default: tiny Shakespeare, in data/input.txt)")
     parser.add_argument("--data-dir", default="data", help="where the three files go (default: data)")
-    parser.add_argument("--val-fraction", type=float, default=0.1, help="share held out, from the end")
+    parser.add_argument("--val-fraction", type=float, default=0.1, help="share held out (default: 0.1)")
     args = parser.parse_args(argv)
     if not 0 < args.val_fraction < 1:
         fail(f"--val-fraction must be between 0 and 1, got {args.val_fraction}")
