@@ -1,5 +1,6 @@
 """train.py: batches, the schedule, the optimisers, a loss that falls, and a run's files kept whole."""
 
+import argparse
 import csv
 import math
 import os
@@ -118,6 +119,31 @@ def test_the_plot_draws_both_losses_and_shows_overfitting(tmp_path):
     assert bars[0].index(".") < bars[0].index("o") and bars[-1].index(".") == 0   # train falls to the left edge
     gaps = [bar.index("o") - bar.index(".") for bar in bars]
     assert gaps[-1] > gaps[-2] > gaps[1]                                           # val parts from train
+
+
+def test_the_number_format_follows_the_hardware_and_says_why(monkeypatch):
+    cuda = torch.device("cuda")
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device: (7, 5))   # a T4
+    assert train.pick_dtype("auto", cuda) == (torch.float16, "compute capability 7.5 has no bfloat16 "
+                                                             "hardware; with a scaler")
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device: (8, 0))   # an A100
+    assert train.pick_dtype("auto", cuda)[0] == torch.bfloat16
+    assert train.pick_dtype("auto", torch.device("mps"))[0] == torch.float16
+    for has_it, dtype in ((True, torch.bfloat16), (False, torch.float32)):
+        monkeypatch.setattr(train, "CPU_BFLOAT16", has_it)
+        assert train.pick_dtype("auto", torch.device("cpu"))[0] == dtype
+    assert train.pick_dtype("float16", torch.device("cpu")) == (torch.float16, "--dtype float16")
+
+
+def test_the_progress_bar_shows_in_a_terminal_and_stays_out_of_files_and_other_ranks(monkeypatch):
+    args, _ = train.parse_args(["--max-iters", "30"])
+    rank0, rank1 = (argparse.Namespace(size=2, rank=r, local=r, master=r == 0) for r in (0, 1))
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
+    with train.progress_bar(args, 10, rank0) as bar, train.progress_bar(args, 10, rank1) as other:
+        assert not bar.disable and (bar.n, bar.total) == (10, 30) and other.disable
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: False, raising=False)
+    with train.progress_bar(args, 10, rank0) as bar:
+        assert bar.disable
 
 
 # --- resuming, and the machinery the loop leans on ------------------------------------------------
