@@ -6,13 +6,12 @@ position look back at all the positions before it, and decide *how much* to take
 that is self-attention. Stack that with a small per-position network, wrap both in residual
 connections and layer norms, and repeat: that is the whole model, read here from top to bottom.
 
-    python gpt.py        # builds the lecture's model and prints it with its size
-    python train.py      # trains it
+    python gpt.py        # builds the lecture's model and prints it with its size (train.py trains it)
 
 Shapes in comments: B = batch, T = time (positions, at most block_size), C = channels (n_embd),
 nh = n_head, hs = head_size = C / nh. Left out on purpose: training (train.py) and sampling
 controls (generate.py); it imports nothing of the project. Below the divider at the end: two ways
-to save work without changing what the model computes (a cheaper dropout mask, the KV cache).
+to save work without changing the model (a cheaper dropout mask, the KV cache).
 """
 
 import math
@@ -96,7 +95,7 @@ class CausalSelfAttention(nn.Module):
             wei = self.attn_dropout(wei)                                 # cut a random share of the links
             out = wei @ v                      # (B, nh, T, Tk) @ (B, nh, Tk, hs) -> (B, nh, T, hs)
         else:
-            # The same four lines in one PyTorch call, which never stores the (T, Tk) weights
+            # The same lines in one PyTorch call, which never stores the (T, Tk) weights
             # (on a GPU: flash attention), and draws its own dropout mask by the same rule.
             # is_causal is the mask above when Tk = T; with a cache the rows of the mask are passed.
             mask = None if Tk == T else self.tril[Tk - T:Tk, :Tk]                       # (T, Tk)
@@ -211,7 +210,7 @@ class GPT(nn.Module):
 
 # =================================================================================================
 # The model is complete above, but for its Dropout: nn.Dropout's rule with a cheaper mask on a CPU.
-# Then the KV cache generate.py samples with, which changes no number the model computes.
+# Then the KV cache generate.py samples with: the same logits, up to rounding, for less work.
 # =================================================================================================
 
 class Dropout(nn.Module):
@@ -231,6 +230,7 @@ class Dropout(nn.Module):
         r = bits.view(torch.int16)[:x.numel()].view(x.shape)       # x's shape, uniform 16-bit integers
         keep = r >= round(self.p * 65536) - 32768                  # True with probability 1 - p
         return x * keep.to(x.dtype).mul_(1 / (1 - self.p))         # the multiplier in x's own dtype
+
 
 class KVCache:
     """Every layer's keys and values so far: they depend only on earlier positions, so they stay true."""
