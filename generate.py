@@ -4,6 +4,7 @@ Step 6 of the lesson: let a trained model write.
     python generate.py                              # 500 characters from out/ckpt.pt, the best weights
     python generate.py --prompt "ROMEO:" --seed 7   # continue a prompt, repeatably
     python generate.py --interactive --top-p 0.9    # type a line, the model continues it
+    python generate.py --prompt "ROMEO:" --show-attention   # where each character looks, per head
 
 A language model gives, for a context, a probability for every possible next character. To write,
 we sample one character from that distribution, append it to the context, and ask again. The
@@ -13,8 +14,12 @@ checkpoint is all it needs: the model's sizes, its weights and its vocabulary.
 import argparse
 import os
 import pickle
+import shutil
+import struct
 import sys
+import zlib
 
+import numpy as np
 import torch
 from torch.nn import functional as F
 
@@ -94,7 +99,60 @@ def typed_lines(chars):
             yield line
 
 
-# ----- The lesson ends here. Below: loading the checkpoint, the command line, the output file. -----
+@torch.inference_mode()
+def attention_weights(model, idx):
+    """idx (1, T) -> the weights every head gives, from each position to those up to it: (n_layer, nh, T, T)
+    (the lecture's `wei`). The fused attention never forms them, so each block runs its explicit path."""
+    for block in model.blocks:
+        block.sa.fused_attention, block.sa.keep_weights = False, True
+    model(idx)
+    return torch.stack([block.sa.weights[0] for block in model.blocks]).float().cpu()   # (n_layer, nh, T, T)
+
+
+# ----- The lesson ends here. Below: drawing the weights, loading the checkpoint, the command line. -----
+
+SHADES = " .:-=+*#%@"   # weights up to 0, 1/9, 2/9, ..., 1: blank (the future) for 0 only, "." for a little
+
+
+def draw_attention(weights, text):
+    """weights (n_layer, nh, T, T) -> the text of a picture per head: row t shows what the character at
+    position t (at the row's left) takes from each character up to it (along the top)."""
+    n_layer, n_head, T, _ = weights.shape
+    levels = (9 * weights).ceil().clamp(max=9).long()                  # (n_layer, nh, T, T): SHADES' indices
+    labels = "".join("·" if c == " " else c if c.isprintable() else "↵" for c in text)
+    width = max(T, len(f"layer {n_layer} head {n_head}"))
+    per_line = max(1, (shutil.get_terminal_size().columns - 2) // (width + 2))   # heads side by side
+    lines = []
+    for layer in range(n_layer):
+        for first in range(0, n_head, per_line):
+            heads = range(first, min(first + per_line, n_head))
+            lines.append("  " + "  ".join(f"layer {layer + 1} head {h + 1}".ljust(width) for h in heads))
+            lines.append("  " + "  ".join(labels.ljust(width) for h in heads))
+            for t in range(T):
+                rows = ("".join(SHADES[i] for i in levels[layer, h, t].tolist()) for h in heads)
+                lines.append(labels[t] + " " + "  ".join(row.ljust(width) for row in rows))
+            lines.append("")
+    return "\n".join(lines)
+
+
+def attention_png(weights):
+    """weights (n_layer, nh, T, T) -> a PNG image, a layer per row and a head per column: white for 0 and
+    black for 1. Written with numpy and zlib: a PNG is chunks of bytes, the pixels deflated in one."""
+    scale = max(1, 256 // weights.shape[-1])   # each head about 256 pixels wide
+    squares = np.round(255 * (1 - weights.numpy())).astype(np.uint8)          # (n_layer, nh, T, T)
+    squares = squares.repeat(scale, axis=2).repeat(scale, axis=3)              # scale x scale pixels each
+    squares = np.pad(squares, ((0, 0), (0, 0), (3, 3), (3, 3)), constant_values=160)   # grey frames
+    n_layer, n_head, side, _ = squares.shape
+    image = squares.transpose(0, 2, 1, 3).reshape(n_layer * side, n_head * side)   # (height, width)
+    rows = np.insert(image, 0, 0, axis=1).tobytes()   # each row of pixels starts with its filter, 0: none
+
+    def chunk(kind, data):   # length, kind, data, checksum
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    header = struct.pack(">IIBBBBB", image.shape[1], image.shape[0], 8, 0, 0, 0, 0)   # 8-bit grey
+    pixels = chunk(b"IDAT", zlib.compress(rows))
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + pixels + chunk(b"IEND", b"")
+
+
 
 def fail(message):   # a mistake the user can fix: one line, exit status 1, no traceback
     raise SystemExit(f"generate.py: error: {message}")
@@ -129,6 +187,10 @@ def parse_args(argv=None):
     add("--seed", type=int, help="the same seed writes the same text (default: a new one each run)")
     add("--interactive", action="store_true", help="ask for prompts in a loop; an empty line or Ctrl-D ends")
     add("--out", help="also write the samples to this file, replaced only once they are complete")
+    add("--show-attention", action="store_true", help="instead of sampling, draw every head's attention "
+        "weights over the prompt (at most block_size characters), darker for more")
+    add("--attention-png", metavar="FILE", help="instead of sampling, write the attention weights over the "
+        "prompt as a PNG image: a row per layer, a column per head")
     args = parser.parse_args(argv)
     for flag, ok, wanted in [("--max-new-tokens", args.max_new_tokens >= 1, "1 or more"),
                              ("--temperature", 0 <= args.temperature < float("inf"), "a number, 0 or more"),
@@ -136,7 +198,9 @@ def parse_args(argv=None):
                              ("--top-p", args.top_p is None or 0 < args.top_p <= 1, "above 0, at most 1"),
                              ("--num-samples", args.num_samples >= 1, "1 or more"),
                              ("--seed", args.seed is None or 0 <= args.seed < 2**63, "in [0, 2**63)"),
-                             ("--prompt", args.prompt or args.interactive, "at least one character")]:
+                             ("--prompt", args.prompt or args.interactive, "at least one character"),
+                             ("--interactive", not args.interactive or not args.show_attention
+                              and not args.attention_png, "left out to draw the attention over --prompt")]:
         if not ok:
             fail(f"{flag} must be {wanted}, got {getattr(args, flag[2:].replace('-', '_'))!r}")
     return args
@@ -146,15 +210,27 @@ def main(argv=None):
     args = parse_args(argv)
     device = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
     model, chars = load_model(args.checkpoint, torch.device(device))
+    show = args.show_attention or args.attention_png
+    if show and not isinstance(model, GPT):
+        fail(f"{args.checkpoint} holds a bigram model: it has no attention to show")
     if not args.interactive and set(args.prompt) - set(chars):
-        fail(f"the prompt has characters this model never saw: {sorted(set(args.prompt) - set(chars))}")
+        fail(f"the prompt has characters this model never saw: {sorted(set(args.prompt) - set(chars))}; "
+             f"it knows {''.join(chars)!r}")
     if args.seed is not None:
         torch.manual_seed(args.seed)
     else:
         torch.seed()   # every process starts from the same seed: without this, the same text each run
     try:
         prompts = typed_lines(chars) if args.interactive else [args.prompt]
-        printed = "".join(write_samples(model, chars, prompt, args) for prompt in prompts)
+        if show:
+            text = args.prompt[-model.block_size:]
+            weights = attention_weights(model, torch.tensor([[chars.index(c) for c in text]], device=device))
+            printed = draw_attention(weights, text) + "\n" if args.show_attention else ""
+            print(printed, end="", flush=True)
+            if args.attention_png:
+                write_whole(args.attention_png, attention_png(weights))
+        else:
+            printed = "".join(write_samples(model, chars, prompt, args) for prompt in prompts)
     except (torch.OutOfMemoryError, MemoryError):
         fail("out of memory: try a smaller --num-samples")
     except KeyboardInterrupt:   # Ctrl-C: stop writing; --out is left as it was
@@ -164,15 +240,20 @@ def main(argv=None):
         return
     except OSError as e:   # e.g. printing to a full disk
         fail(f"cannot write the samples: {e.strerror}")
-    if args.out:   # written beside it, then renamed over it: a failed write leaves the old file whole
-        try:
-            with open(args.out + ".tmp", "w", encoding="utf-8") as f:
-                f.write(printed)
-            os.replace(args.out + ".tmp", args.out)
-        except OSError as e:
-            if os.path.exists(args.out + ".tmp"):
-                os.remove(args.out + ".tmp")
-            fail(f"cannot write --out {args.out} ({e.strerror}); an existing {args.out} is unchanged")
+    if args.out:
+        write_whole(args.out, printed.encode("utf-8"), "--out")
+
+
+def write_whole(path, data, flag="--attention-png"):
+    """Write data beside path, then rename it over path: a failed write leaves an old file whole."""
+    try:
+        with open(path + ".tmp", "wb") as f:
+            f.write(data)
+        os.replace(path + ".tmp", path)
+    except OSError as e:
+        if os.path.exists(path + ".tmp"):
+            os.remove(path + ".tmp")
+        fail(f"cannot write {flag} {path} ({e.strerror}); an existing {path} is unchanged")
 
 
 if __name__ == "__main__":

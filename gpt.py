@@ -54,6 +54,7 @@ class CausalSelfAttention(nn.Module):
         self.head_size = config.n_embd // config.n_head
         self.dropout = config.dropout
         self.fused_attention = config.fused_attention
+        self.keep_weights = False   # True: the explicit path keeps its last weights in .weights, to show
         # Every head's query, key and value projections, in one matrix.
         self.query_key_value = nn.Linear(config.n_embd, 3 * config.n_embd, bias=False)
         # After the heads have gathered information, mix it back into the residual stream.
@@ -92,6 +93,8 @@ class CausalSelfAttention(nn.Module):
             # the Tk positions, so they take those rows of the mask (without a cache: tril[:T, :T]).
             wei = wei.masked_fill(~self.tril[Tk - T:Tk, :Tk], float("-inf"))  # (B, nh, T, Tk)
             wei = F.softmax(wei, dim=-1)                                 # (B, nh, T, Tk), each row sums to 1
+            if self.keep_weights:
+                self.weights = wei               # (B, nh, T, Tk), before dropout: for generate.py
             wei = self.attn_dropout(wei)                                 # cut a random share of the links
             out = wei @ v                      # (B, nh, T, Tk) @ (B, nh, Tk, hs) -> (B, nh, T, hs)
         else:
@@ -191,8 +194,9 @@ class GPT(nn.Module):
         if targets is None:
             return logits, None
         # As in bigram.py: B*T independent predictions. float(): the loss in full precision even
-        # when the matrix multiplies ran in bfloat16.
-        loss = F.cross_entropy(logits.view(B * T, -1).float(), targets.view(B * T))
+        # when the matrix multiplies ran in bfloat16. A target of -1 is no prediction (the addition
+        # exercise in train.py marks the problem's own characters so): the mean is over the rest.
+        loss = F.cross_entropy(logits.view(B * T, -1).float(), targets.view(B * T), ignore_index=-1)
         return logits, loss
 
     @torch.no_grad()

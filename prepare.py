@@ -8,6 +8,7 @@ data/train.bin, data/val.bin (one byte per id; two beyond 256 characters) and da
 
     python prepare.py                      # tiny Shakespeare, downloaded to data/input.txt
     python prepare.py --input my_text.txt  # any UTF-8 text (or a pipe: --input /dev/stdin)
+    python prepare.py --input my_text.txt --vocab data-big/vocab.json   # another text's ids, to fine-tune
 """
 
 import argparse
@@ -43,9 +44,10 @@ def decode(ids, chars):   # ids -> the text they stand for
     return "".join(chars[i] for i in ids)
 
 
-def prepare(input_path, data_dir, val_fraction, chunk_bytes=1 << 22):
+def prepare(input_path, data_dir, val_fraction, chunk_bytes=1 << 22, vocab=None):
     """Encode and split the text into data_dir -> vocab.json's info. Two passes, a chunk at a time (flat
-    memory for any size): vocabulary and length, then the ids. data_dir changes only when all is whole."""
+    memory for any size): vocabulary and length, then the ids. data_dir changes only when all is whole.
+    vocab: characters to use instead of the text's own, which must be among them (a pretrained model's)."""
     names = [os.path.join(data_dir, name) for name in ("train.bin", "val.bin", "vocab.json")]
     copy = os.path.join(data_dir, "input.copy.tmp")
     try:
@@ -54,9 +56,14 @@ def prepare(input_path, data_dir, val_fraction, chunk_bytes=1 << 22):
             with open(input_path, "rb") as pipe, open(copy, "wb") as f:   # a pipe cannot be read twice
                 shutil.copyfileobj(pipe, f)
             input_path = copy
-        chars, n = "", 0
+        chars, n, digest = "", 0, hashlib.sha256()
         for text in read_chunks(input_path, chunk_bytes):              # pass 1
             chars, n = build_vocab(text, chars), n + len(text)
+            digest.update(text.encode("utf-8"))                         # which text: train.py --resume checks
+        unknown = sorted(set(chars) - set(vocab or chars))
+        if unknown:
+            fail(f"{input_path} has characters the vocabulary lacks: {''.join(unknown)!r}; remove them")
+        chars = vocab or chars
         n_train = int(n * (1 - val_fraction))
         if min(n_train, n - n_train) < 2:
             fail(f"{input_path} has {n:,} characters: --val-fraction {val_fraction} leaves {n_train:,} to "
@@ -73,7 +80,7 @@ def prepare(input_path, data_dir, val_fraction, chunk_bytes=1 << 22):
                 val_file.write(ids[cut:].tobytes())
                 done += len(ids)
         info = {"vocab_size": len(chars), "dtype": np.dtype(dtype).name, "train_tokens": n_train,
-                "val_tokens": n - n_train, "chars": list(chars)}
+                "val_tokens": n - n_train, "sha256": digest.hexdigest(), "chars": list(chars)}
         with open(names[2] + ".tmp", "w", encoding="utf-8") as f:
             json.dump(info, f, ensure_ascii=False, indent=1)
         for name in names:   # flushed to the disk before the renames: a power cut keeps old or new
@@ -136,14 +143,23 @@ def main(argv=None):
     parser.add_argument("--input", help="a UTF-8 text (default: tiny Shakespeare, in data/input.txt)")
     parser.add_argument("--data-dir", default="data", help="where the three files go (default: data)")
     parser.add_argument("--val-fraction", type=float, default=0.1, help="share held out (default: 0.1)")
+    parser.add_argument("--vocab", help="the vocab.json of another prepared text: encode with its ids, as "
+                        "train.py --init-from needs to fine-tune a model pretrained on that text")
     args = parser.parse_args(argv)
     if not 0 < args.val_fraction < 1:
         fail(f"--val-fraction must be between 0 and 1, got {args.val_fraction}")
+    vocab = None
+    if args.vocab:   # another text's characters and ids (a pretrained model's), not this text's own
+        try:
+            with open(args.vocab, encoding="utf-8") as f:
+                vocab = "".join(json.load(f)["chars"])
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            fail(f"--vocab {args.vocab} is not a vocab.json of prepare.py ({getattr(e, 'strerror', e)})")
     input_path = args.input or os.path.join(args.data_dir, "input.txt")
     try:
         if args.input is None and not os.path.exists(input_path):
             download_shakespeare(input_path)
-        info = prepare(input_path, args.data_dir, args.val_fraction)
+        info = prepare(input_path, args.data_dir, args.val_fraction, vocab=vocab)
     except KeyboardInterrupt:
         sys.exit(f"prepare.py: interrupted; {args.data_dir}/ holds no half-written file")
     except OSError as e:   # the download cannot be saved

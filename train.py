@@ -5,6 +5,7 @@ Step 3 of the lesson: train a model on the prepared text and watch the loss fall
     python train.py --preset lecture    # the lecture's model and its 5,000 steps (wants a GPU)
     python train.py --resume            # continue the run saved in out/last.pt
     python train.py --model bigram --out-dir out-bigram   # the bigram baseline (seconds)
+    python train.py --task addition --out-dir out-addition   # a GPT that learns to add (2 minutes)
 
 The loop is the lecture's, with a learning-rate warmup and cosine decay, gradient clipping, weight
 decay on matrices only, Muon, and bfloat16 (or float16 with a loss scaler) where it is fast. Read
@@ -43,13 +44,16 @@ RECIPES = {
     "lecture": dict(**PRESETS["lecture"], batch_size=64, max_iters=5000, eval_interval=500,
                     eval_iters=200, learning_rate=1e-3, min_lr=1e-4, warmup_iters=100, weight_decay=0.1,
                     grad_clip=1.0, optimizer="adamw", time_budget=None, attention="fused"),
-    # What full runs found best for 10 minutes on 2 CPU cores: a smaller model that takes more
-    # steps, and Muon, which learns more per step and then overfits, which dropout 0.1 holds back.
-    # It trains 9.5 minutes, whatever a step costs here (max_iters only draws the schedule). Muon
-    # works in bfloat16, emulated on a CPU without it: there its step took 4x AdamW's whole step.
+    # What full runs found best for 10 minutes on 2 CPU cores: a smaller model that takes more steps,
+    # and Muon, which learns more per step (dropout 0.1 holds back its overfitting), where bfloat16 is
+    # in hardware. It trains 9.5 minutes, whatever a step costs (max_iters only draws the schedule).
     "cpu": dict(**PRESETS["cpu"], batch_size=48, max_iters=1100, eval_interval=200, eval_iters=20,
                 learning_rate=2e-3, min_lr=2e-4, warmup_iters=100, weight_decay=0.1, grad_clip=1.0,
                 optimizer="muon" if CPU_BFLOAT16 else "adamw", time_budget=9.5, attention="explicit"),
+    # --task addition: a small GPT; its block_size is 3 * digits + 2, a problem less its last character.
+    "addition": dict(n_layer=2, n_head=4, n_embd=128, dropout=0.0, batch_size=64, max_iters=2000,
+                     eval_interval=250, eval_iters=10, learning_rate=1e-3, min_lr=1e-4, warmup_iters=100,
+                     weight_decay=0.1, grad_clip=1.0, optimizer="adamw", time_budget=None),
 }
 GPT_SIZES = ("block_size", "n_layer", "n_head", "n_embd", "dropout")
 
@@ -64,21 +68,79 @@ def get_batch(data, batch_size, block_size, device, generator=None):
     return x.to(device), y.to(device)
 
 
+# Exercise 2 of the lecture: a GPT that adds. Each example is one problem, "054+009=" and then the sum's
+# digits, least significant first ("3600" for 63): the order we add in by hand, so that each digit
+# depends only on digits already written and the carry into it. No data files: a batch is drawn at
+# random, and a fixed set of problems is held out, never trained on, to test with.
+ADDITION_CHARS = "0123456789+="   # the ids 0-9 are the digits themselves; "+" is 10, "=" is 11
+
+
+def addition_problems(n, digits, generator=None):
+    """n random sums a + b, a and b below 10**digits -> ids (n, 3 * digits + 3): "a+b=" (a and b
+    zero-padded to digits), then the sum in digits + 1 digits (a carry may need one more), units first."""
+    a, b = torch.randint(10**digits, (2, n), generator=generator)            # (n,) each
+
+    def in_digits(number, width):   # (n,) -> (n, width): decimal digits, the most significant first
+        return number[:, None] // 10 ** torch.arange(width - 1, -1, -1) % 10
+
+    plus, equals = torch.full((n, 1), 10), torch.full((n, 1), 11)
+    answer = in_digits(a + b, digits + 1).flip(1)                           # reversed: (n, digits + 1)
+    return torch.cat([in_digits(a, digits), plus, in_digits(b, digits), equals, answer], dim=1)  # (n, 3D + 3)
+
+
+def addition_batch(problems, digits, device):
+    """problems (B, 3D + 3) -> x, y (B, 3D + 2): y is x shifted by one, but -1 (no target: the loss skips
+    it) wherever the next character is still part of "a+b=", so that only the answer is learned."""
+    x, y = problems[:, :-1], problems[:, 1:].clone()                        # (B, T) each
+    # For D = 3, positions 0-11 of a problem: a a a + b b b = s s s s. The answer starts at position
+    # 2D + 2 = 8, so y, one position ahead of x, has its first target at 2D + 1 = 7.
+    y[:, :2 * digits + 1] = -1                                              # the problem: given, not learned
+    return x.to(device), y.to(device)
+
+
+def make_batches(args, device):
+    """-> (data_info: what the run learns from, for --resume to check; a function that draws a training
+    batch; the evaluation's batches {"train": [(x, y), ...], "val": [...]}, the same every time)."""
+    B, T, D = args.batch_size, args.block_size, args.digits
+    fixed = torch.Generator().manual_seed(1234)
+    if args.task == "text":
+        train_data, val_data, info = load_data(args.data_dir, T)
+
+        def train_batch(generator=None):
+            return get_batch(train_data, B, T, device, generator)
+        val = [get_batch(val_data, B, T, device, fixed) for _ in range(args.eval_iters)]
+    else:
+        n = min(10_000, 10 ** (2 * D) // 10)   # held out: 10,000 draws, or a tenth of all sums there are
+        held_out = addition_problems(n, D, torch.Generator().manual_seed(0)).unique(dim=0)  # (<= n, 3D + 3)
+        held_out_set = set(map(tuple, held_out.tolist()))
+        info = {"chars": list(ADDITION_CHARS), "digits": D}
+
+        def train_batch(generator=None):   # B random problems; any that is held out is drawn again
+            problems = addition_problems(B, D, generator)                   # (B, 3D + 3)
+            while again := [i for i, p in enumerate(problems.tolist()) if tuple(p) in held_out_set]:
+                problems[again] = addition_problems(len(again), D, generator)
+            return addition_batch(problems, D, device)
+        val = [addition_batch(problems, D, device) for problems in held_out.split(B)]
+    return info, train_batch, {"train": [train_batch(fixed) for _ in range(args.eval_iters)], "val": val}
+
+
 @torch.no_grad()
-def estimate_loss(model, splits, eval_iters, batch_size, block_size, device, autocast):
-    """Mean loss over eval_iters batches of each split -> {"train", "val"}. Its own generator, seeded
-    alike each time, scores the same text every time; model.eval() turns dropout off meanwhile."""
+def estimate_loss(model, eval_batches, autocast):
+    """Mean loss over each split's batches -> {"train", "val", and "train_exact", "val_exact": the share of
+    rows with every target predicted right: for the addition, the answer}. model.eval(): no dropout."""
     model.eval()
     out = {}
-    for name, data in splits.items():
-        generator = torch.Generator().manual_seed(1234)
-        losses = torch.zeros(eval_iters)
-        for k in range(eval_iters):
-            x, y = get_batch(data, batch_size, block_size, device, generator)
+    for split, batches in eval_batches.items():
+        losses, right = [], []
+        for x, y in batches:
             with autocast:
-                _, loss = model(x, y)
-            losses[k] = loss.item()
-        out[name] = losses.mean().item()
+                logits, loss = model(x, y)
+            losses.append(loss.item() * len(x))   # weighed by its rows: a last, smaller batch counts less
+            # Greedy decoding writes the whole answer right exactly when at each of its positions the
+            # likeliest character is the true one, after the true ones before: one pass tells it all.
+            right.append(((logits.argmax(dim=-1) == y) | (y == -1)).all(dim=1))   # (B,)
+        out[split] = sum(losses) / sum(len(x) for x, _ in batches)
+        out[split + "_exact"] = torch.cat(right).float().mean().item()
     model.train()
     return out
 
@@ -119,11 +181,20 @@ def get_lr(step, learning_rate, min_lr, warmup_iters, lr_decay_iters):
     return min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (learning_rate - min_lr)
 
 
-def train(args, saved=None):
-    """Train as args say; saved: the contents of last.pt, to resume. -> the best validation loss."""
+def train(args, saved=None, init=None):
+    """Train as args say; saved: the contents of last.pt, to resume; init: a checkpoint to start from
+    (fine-tuning: its weights, with a fresh optimiser, schedule and log). -> the best validation loss."""
     device, dtype, ranks = set_up(args)   # says which device and number format, and why
-    train_data, val_data, chars = load_data(args.data_dir, args.block_size)
-    model = build_model(model_args(args, chars), args.attention == "fused").to(device)
+    data_info, train_batch, eval_batches = make_batches(args, device)
+    chars = "".join(data_info["chars"])
+    sizes = {k: getattr(args, k) for k in GPT_SIZES}
+    config = GPTConfig(vocab_size=len(chars), **sizes, fused_attention=args.attention == "fused")
+    model = (GPT(config) if args.model == "gpt" else BigramLanguageModel(len(chars))).to(device)
+    if init is not None:   # Exercise 3: pretrained weights (parse_args took the sizes from the same file)
+        if init["vocab"] != chars:
+            fail(f"{args.init_from} knows other characters than {args.data_dir}/; prepare the text with "
+                 f"its vocabulary: python prepare.py --vocab {init['config']['data_dir']}/vocab.json ...")
+        model.load_state_dict(init["model"])
     optimizers = configure_optimizers(model, args.optimizer, args.learning_rate, args.weight_decay)
     # Mixed precision (nanoGPT's two lines): the matrix multiplies in bfloat16 or float16. float16's
     # small range needs the scaler: backward runs on the loss times a large scale, so that tiny
@@ -133,7 +204,7 @@ def train(args, saved=None):
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
     iter_num, best_val_loss, elapsed = 0, math.inf, 0.0
     if saved is not None:   # --resume: the saved weights, optimisers, step, clock and random state
-        iter_num, best_val_loss, elapsed = resume(saved, model, optimizers, scaler, chars, args, device)
+        iter_num, best_val_loss, elapsed = resume(saved, model, optimizers, scaler, data_info, args, device)
     lock = claim_out_dir(args, saved) if ranks.master else None   # one run at a time in --out-dir
     step_model = wrap_for_step(model, args, ranks, iter_num)   # the model, or DDP's wrapper around it
     start = time.monotonic() - elapsed   # the clock counts the runs this one resumes
@@ -146,13 +217,13 @@ def train(args, saved=None):
             share = seconds / (60 * args.time_budget) if args.time_budget else iter_num / args.max_iters
             done = share >= 1   # of the time, or of the steps
             if (iter_num % args.eval_interval == 0 or done) and ranks.master:
-                losses = estimate_loss(model, {"train": train_data, "val": val_data}, args.eval_iters,
-                                       args.batch_size, args.block_size, device, autocast)
-                progress.write(f"step {iter_num}: train loss {losses['train']:.4f}, "
-                               f"val loss {losses['val']:.4f} ({seconds:.1f} s)")
-                improved = losses["val"] < best_val_loss
+                losses = estimate_loss(model, eval_batches, autocast)
+                improved = losses["val"] < best_val_loss   # ckpt.pt: the lowest val loss so far
                 best_val_loss = min(best_val_loss, losses["val"])
-                save_run(args, model, optimizers, scaler, chars, iter_num, best_val_loss, seconds, losses,
+                exact = f", exact match {losses['val_exact']:.2%}" if args.task == "addition" else ""
+                progress.write(f"step {iter_num}: train loss {losses['train']:.4f}, val loss "
+                               f"{losses['val']:.4f}{exact} ({seconds:.1f} s){' -> ckpt.pt' * improved}")
+                save_run(args, model, optimizers, scaler, data_info, iter_num, best_val_loss, seconds, losses,
                          improved)
             stop.signal = int(rank0s(stop.signal, ranks))   # set by Ctrl-C or SIGTERM: stop, and save
             if done or stop.signal:
@@ -162,7 +233,7 @@ def train(args, saved=None):
             # (with a time budget, the schedule follows the share of the time used, not the step).
             schedule_step = min(share, 1) * args.max_iters if args.time_budget else iter_num
             lr = get_lr(schedule_step, args.learning_rate, args.min_lr, args.warmup_iters, args.max_iters)
-            x, y = get_batch(train_data, args.batch_size, args.block_size, device)
+            x, y = train_batch()
             with autocast:
                 logits, loss = step_model(x, y)
             for optimizer in optimizers:
@@ -188,7 +259,7 @@ def train(args, saved=None):
             iter_num += 1
             progress.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.1e}", refresh=False)
             progress.update()
-    finish(args, model, optimizers, scaler, chars, iter_num, best_val_loss, time.monotonic() - start,
+    finish(args, model, optimizers, scaler, data_info, iter_num, best_val_loss, time.monotonic() - start,
            stop.signal, ranks, lock)
     return best_val_loss
 
@@ -247,7 +318,7 @@ def pick_dtype(name, device):
 
 
 def load_data(data_dir, block_size):
-    """data/train.bin and val.bin as memory maps -> (train, val, chars); a torn set is refused."""
+    """data/train.bin and val.bin as memory maps -> (train, val, vocab.json's info); a torn set is refused."""
     vocab_path = os.path.join(data_dir, "vocab.json")
     if not os.path.exists(vocab_path):
         fail(f"{data_dir}/ is not prepared (no vocab.json); run: python prepare.py")
@@ -271,19 +342,12 @@ def load_data(data_dir, block_size):
         if len(splits[-1]) <= block_size:
             fail(f"--block-size {block_size} needs more than {block_size} characters of {name} data; "
                  f"{path} has {len(splits[-1])}: lower it or prepare a longer text")
-    return splits[0], splits[1], chars
+    return splits[0], splits[1], info
 
 
 def model_args(args, chars):   # what a checkpoint records to rebuild the model
     sizes = {k: getattr(args, k) for k in GPT_SIZES} if args.model == "gpt" else {}
     return {"model": args.model, "vocab_size": len(chars), **sizes}
-
-
-def build_model(model_args, fused_attention=True):
-    sizes = {k: v for k, v in model_args.items() if k != "model"}
-    if model_args["model"] == "bigram":
-        return BigramLanguageModel(**sizes)
-    return GPT(GPTConfig(**sizes, fused_attention=fused_attention))
 
 
 def wrap_for_step(model, args, ranks, iter_num):
@@ -306,14 +370,12 @@ def claim_out_dir(args, saved):
     try:
         os.makedirs(args.out_dir, exist_ok=True)
         lock = os.open(args.out_dir, os.O_RDONLY)
-        import fcntl   # Linux and macOS; elsewhere runs are not guarded against each other
+        import fcntl   # Linux and macOS
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)   # held until closed, or the process ends
     except BlockingIOError:
         fail(f"another train.py is running in {args.out_dir}/; wait for it, or use another --out-dir")
     except OSError as e:
         fail(f"cannot write to --out-dir {args.out_dir}: {e.strerror}")
-    except ImportError:
-        pass
     if saved is None and not args.overwrite and any(map(os.path.exists, (ckpt, last, log))):
         os.close(lock)
         fail(f"{args.out_dir}/ already holds a run; continue it with --resume, start over there with "
@@ -324,7 +386,7 @@ def claim_out_dir(args, saved):
     # A resumed log keeps the rows before last.pt's step (a run killed after it may have logged more).
     rows = [row for row in read_log(log) if row[0] < saved["iter_num"]] if saved else []
     with open(log + ".tmp", "w", newline="") as f:
-        csv.writer(f).writerows([LOG_HEADER] + rows)
+        csv.writer(f).writerows([["iter", "train_loss", "val_loss", "elapsed_s", "val_exact_match"]] + rows)
     os.replace(log + ".tmp", log)
     return lock
 
@@ -342,11 +404,12 @@ def write_whole(path, data):
             os.remove(path + ".tmp")
 
 
-def save_run(args, model, optimizers, scaler, chars, iter_num, best_val_loss, seconds, losses=None,
+def save_run(args, model, optimizers, scaler, data_info, iter_num, best_val_loss, seconds, losses=None,
              improved=False):
     """log.csv, last.pt and, if val improved, ckpt.pt; last.pt first, so ckpt.pt never gets worse weights."""
-    checkpoint = {"model": model.state_dict(), "model_args": model_args(args, chars), "vocab": chars,
-                  "iter_num": iter_num, "best_val_loss": best_val_loss, "config": vars(args)}
+    chars = "".join(data_info["chars"])
+    checkpoint = {"model": model.state_dict(), "model_args": model_args(args, chars), "vocab": chars, "data":
+                  data_info, "iter_num": iter_num, "best_val_loss": best_val_loss, "config": vars(args)}
     state = {"optimizers": [o.state_dict() for o in optimizers], "scaler": scaler.state_dict(),
              "elapsed_s": seconds, "rng_state": torch.get_rng_state(),
              "cuda_rng_state": torch.cuda.get_rng_state() if torch.cuda.is_available() else None}
@@ -355,8 +418,9 @@ def save_run(args, model, optimizers, scaler, chars, iter_num, best_val_loss, se
     try:
         if losses is not None:
             with open(os.path.join(args.out_dir, "log.csv"), "a", newline="") as f:
+                exact = round(losses["val_exact"], 6) if args.task == "addition" else ""
                 csv.writer(f).writerow([iter_num, round(losses["train"], 4), round(losses["val"], 4),
-                                        round(seconds, 2)])
+                                        round(seconds, 2), exact])
         for path, contents in saves:
             serialised = io.BytesIO()   # in memory first: torch.save to a file hides a full disk's cause
             torch.save(contents, serialised)
@@ -366,34 +430,34 @@ def save_run(args, model, optimizers, scaler, chars, iter_num, best_val_loss, se
         fail(f"cannot write to {args.out_dir}/ ({e.strerror}); it holds {held}")
 
 
-def read_run(path):
-    """last.pt -> the saved run; weights_only=True: a file from elsewhere cannot run code when loaded."""
+def read_run(path, keys=("optimizers", "scaler", "rng_state", "cuda_rng_state", "elapsed_s", "data")):
+    """last.pt (or, with keys=(), any checkpoint of train.py) -> its contents; weights_only=True: a file
+    from elsewhere cannot run code when loaded."""
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
-        fail(f"nothing to resume: no {path}; train afresh with: python train.py")
+        fail(f"no checkpoint at {path}" + ("; train afresh with: python train.py" if keys else ""))
     except pickle.UnpicklingError as e:   # weights_only refused a Python object (GLOBAL), or no pickle
         fail(f"refusing to load {path}: it holds Python objects that could run code, not just weights"
              if "GLOBAL" in str(e) else f"{path} is not a PyTorch checkpoint")
     except (RuntimeError, EOFError, IsADirectoryError) as e:
         fail(f"{path} is not a readable checkpoint ({str(e).splitlines()[0][:100]})")
-    keys = ("model", "model_args", "vocab", "iter_num", "best_val_loss", "config", "optimizers", "scaler",
-            "rng_state", "cuda_rng_state", "elapsed_s")
+    keys = ("model", "model_args", "vocab", "iter_num", "best_val_loss", "config") + keys
     missing = [k for k in keys if not isinstance(checkpoint, dict) or k not in checkpoint]
     if missing:
-        fail(f"{path} is not a resumable checkpoint of train.py (it has no {', '.join(missing)})")
+        fail(f"{path} is not a checkpoint of train.py to start from (it has no {', '.join(missing)})")
     return checkpoint
 
 
-def resume(saved, model, optimizers, scaler, chars, args, device):
+def resume(saved, model, optimizers, scaler, data_info, args, device):
     """Load the saved run into the fresh model, optimisers and scaler -> (step, best val loss, seconds)."""
     last = os.path.join(args.out_dir, "last.pt")
-    if saved["vocab"] != chars:
-        fail(f"{last} was trained on another text than {args.data_dir}/ (its vocabulary differs); "
-             f"prepare that text again, or train afresh in another --out-dir")
-    if saved["model_args"] != model_args(args, chars) or len(saved["optimizers"]) != len(optimizers):
+    if saved["model_args"] != model_args(args, saved["vocab"]) or len(saved["optimizers"]) != len(optimizers):
         fail(f"{last} holds another model or optimiser ({saved['model_args']}, --optimizer "
              f"{saved['config']['optimizer']}); resume without those flags, or train in another --out-dir")
+    if saved["data"] != data_info:   # another text (or the same text split otherwise), or other sums
+        fail(f"{last} was trained on other data than {args.data_dir}/ holds; to start from its weights "
+             f"on this text: python train.py --init-from {args.out_dir}/ckpt.pt --out-dir ANOTHER_DIR")
     model.load_state_dict(saved["model"])
     for optimizer, state in zip(optimizers, saved["optimizers"]):
         optimizer.load_state_dict(state)
@@ -406,7 +470,7 @@ def resume(saved, model, optimizers, scaler, chars, args, device):
     return saved["iter_num"], saved["best_val_loss"], saved["elapsed_s"]
 
 
-def finish(args, model, optimizers, scaler, chars, iter_num, best_val_loss, seconds, signal_number, ranks,
+def finish(args, model, optimizers, scaler, data_info, iter_num, best_val_loss, seconds, signal_number, ranks,
            lock):
     """Save the state the run ended in (also after a signal), unlock --out-dir, say what is where."""
     if ranks.size > 1:
@@ -414,7 +478,7 @@ def finish(args, model, optimizers, scaler, chars, iter_num, best_val_loss, seco
         torch.distributed.destroy_process_group()
         if not ranks.master:
             return
-    save_run(args, model, optimizers, scaler, chars, iter_num, best_val_loss, seconds)
+    save_run(args, model, optimizers, scaler, data_info, iter_num, best_val_loss, seconds)
     os.close(lock)
     out = args.out_dir
     best = f"best val loss {best_val_loss:.4f}: {out}/ckpt.pt, the weights generate.py samples"
@@ -477,17 +541,14 @@ def progress_bar(args, iter_num, ranks):
                 unit="it", dynamic_ncols=True, disable=None if ranks.master else True)
 
 
-LOG_HEADER = ["iter", "train_loss", "val_loss", "elapsed_s"]
-
-
 def read_log(log_path):
-    """log.csv -> [(iter, train_loss, val_loss, elapsed_s), ...], skipping rows cut short by a kill."""
+    """log.csv -> [(iter, train_loss, val_loss, elapsed_s, exact_match), ...], less rows a kill cut short."""
     rows = []
     if os.path.exists(log_path):
         with open(log_path, newline="") as f:
             for line in csv.reader(f):
                 with contextlib.suppress(ValueError, IndexError):
-                    rows.append((int(line[0]), float(line[1]), float(line[2]), float(line[3])))
+                    rows.append((int(line[0]), float(line[1]), float(line[2]), float(line[3]), *line[4:5]))
     return rows
 
 
@@ -497,7 +558,7 @@ def plot_log(log_path, width=60):
     scale = rows[1:] if len(rows) > 2 else rows   # the first loss, ~ln(vocab_size), would squash the rest
     low, high = min(min(r[1:3]) for r in scale), max(max(r[1:3]) for r in scale)
     lines = [f"{'step':>8}  {'train':>7}  {'val':>7}  {low:<{width // 2}.3f}{high:>{width - width // 2}.3f}"]
-    for step, train_loss, val_loss, _ in rows:
+    for step, train_loss, val_loss, *_ in rows:
         bar = [" "] * (width + 1)
         for loss, mark in ((train_loss, "."), (val_loss, "o")):
             bar[min(width, round((loss - low) / max(high - low, 1e-9) * width))] = mark
@@ -529,8 +590,13 @@ def parse_args(argv=None):
     parser.error = lambda message: fail(f"{message} (see --help)")
     add = parser.add_argument
     add("--model", choices=["gpt", "bigram"], help="what to train (default: gpt, or the resumed run's)")
-    add("--preset", choices=["lecture", "cpu"], help="the GPT's recipe: the lecture's, or ~10 minutes on 2 "
-                                                     "CPU cores (default: lecture on CUDA, else cpu)")
+    add("--preset", choices=["lecture", "cpu", "addition"], help="the GPT's recipe: the lecture's, ~10 min "
+        "on 2 CPU cores, or a small adder (default: addition for --task addition, lecture on CUDA, else cpu)")
+    add("--task", choices=["text", "addition"], help="learn the prepared text, or to add numbers: problems "
+        "a+b= drawn at random, the sum written least significant digit first (default: text)")
+    add("--digits", type=number(int, below=18), help="with --task addition: digits per number (default: 3)")
+    add("--init-from", metavar="CKPT", help="start from this checkpoint's weights and sizes, with a fresh "
+        "optimiser, schedule, step and log: fine-tune a pretrained model on your text")
     hp = parser.add_argument_group("settings (default: the recipe's, or the resumed run's)").add_argument
     hp("--batch-size", type=number(int), help="independent sequences per step (B)")
     hp("--block-size", type=number(int), help="context length in characters (T)")
@@ -560,36 +626,50 @@ def parse_args(argv=None):
     add("--overwrite", action="store_true", help="start afresh in an --out-dir that holds a run")
     args = parser.parse_args(argv)
     given = {name for name, value in vars(args).items() if value is not None}
+    if args.resume and args.init_from:
+        fail("--resume continues a run, --init-from starts a new one from a checkpoint: give one")
     saved = read_run(os.path.join(args.out_dir, "last.pt")) if args.resume else None
     kept = {name for name in (saved["config"] if saved else {}) if name not in given}   # a resumed run's
     for name in kept:
         setattr(args, name, saved["config"][name])
+    init = read_run(args.init_from, keys=()) if args.init_from and not saved else None
+    carried = {**init["model_args"], **{k: init["config"].get(k) for k in ("task", "digits")}} if init else {}
+    for name, value in carried.items():   # the model, sizes and task its weights fit
+        if name not in given:
+            setattr(args, name, value)
+        elif name != "dropout" and getattr(args, name) != value:
+            fail(f"--{name.replace('_', '-')} {getattr(args, name)}: {args.init_from} has {value}")
     if saved and args.model != saved["config"]["model"]:
         fail(f"{args.out_dir}/last.pt holds a {saved['config']['model']} run; resume it without --model")
-    gpt_only = sorted(given & {"preset", "optimizer", "attention", *GPT_SIZES[1:]})
+    gpt_only = sorted(given & {"preset", "task", "digits", "optimizer", "attention", *GPT_SIZES[1:]})
     if args.model == "bigram" and gpt_only:
         fail(f"--{gpt_only[0].replace('_', '-')} is a GPT setting; the bigram has no such setting")
     if {"max_iters", "time_budget"} <= given:
         fail("--max-iters and --time-budget both given; a run ends by one of them: give one")
-    args.model = args.model or "gpt"
+    args.model, args.task = args.model or "gpt", args.task or "text"
     if args.preset is None or "bigram" in (args.model, args.preset):   # none given, or another model
         gpu = (args.device or "auto") in ("auto", "cuda") and torch.cuda.is_available()
-        args.preset = "bigram" if args.model == "bigram" else "lecture" if gpu else "cpu"
-    defaults = dict(device="auto", dtype="auto", seed=1337, data_dir="data", attention="fused")
+        args.preset = ("bigram" if args.model == "bigram" else "addition" if args.task == "addition"
+                       else "lecture" if gpu else "cpu")
+    if "digits" in given and args.task != "addition" or "block_size" in given and args.task == "addition":
+        fail("--digits is for --task addition, and there it sets the block size: 3 * digits + 2")
+    defaults = dict(device="auto", dtype="auto", seed=1337, data_dir="data", attention="fused", digits=3)
     for name, value in {**defaults, **RECIPES[args.preset]}.items():
         if getattr(args, name, None) is None and name not in kept:
             setattr(args, name, value)
     if "max_iters" in given:   # a fixed number of steps: the same run on every machine
         args.time_budget = None
+    if args.task == "addition":   # block_size: "a+b=" and the sum, less its last digit (never an input)
+        args.block_size = 3 * args.digits + 2
     if args.model == "gpt" and args.n_embd % args.n_head:
         fail(f"--n-embd {args.n_embd} must be a multiple of --n-head {args.n_head}")
-    return args, saved
+    return args, saved, init
 
 
 def main(argv=None):
-    args, saved = parse_args(argv)
+    args, saved, init = parse_args(argv)
     try:
-        train(args, saved)
+        train(args, saved, init)
     except (torch.OutOfMemoryError, MemoryError):
         fail("out of memory: lower --batch-size first, then --block-size or --n-embd")
     except KeyboardInterrupt:   # a second Ctrl-C: stop at once

@@ -6,6 +6,7 @@ Benchmarks behind the README's figures. Not a test (pytest does not collect it);
     python tests/benchmark.py quality              # python train.py as a user runs it: best val loss and time
     python tests/benchmark.py generate             # sampling speed with and without the KV cache
     python tests/benchmark.py prepare              # prepare.py on a 1 GB text: MB/s, peak memory
+    python tests/benchmark.py addition             # which digit a GPT learns first; reversed vs normal order
 
 Everything runs on the CPU. Timings on these machines vary from run to run, so speed and generate
 repeat their work, let the variants they compare take turns, and report medians.
@@ -28,6 +29,12 @@ generate: loads a checkpoint as generate.py does (fused attention, float32, batc
 times (1) the first block_size characters, where the cache works, --window-rounds rounds of a
 window with the cache then one without, each character's time the median over the rounds, and
 (2) --tokens characters per path, --rounds times: the rate past the window and the first character.
+
+addition: train.py's addition recipe (its sizes, AdamW, schedule and batches, in float32) for --steps
+steps, once with the sum written least significant digit first, as train.py writes it, and once in
+the usual order, from the same seed. Every --every steps, on the held-out problems: each answer
+digit's accuracy (the likeliest character after the true ones before it, listed units first) and
+the exact match (all digits right: what greedy sampling writes).
 
 prepare: a text of about --size-mb MB (tiny Shakespeare repeated), written just before the run so
 that it sits in the page cache; prepare.py on it as its own process: time, MB/s, peak memory.
@@ -192,6 +199,53 @@ def quality(args):
           f"whole process {statistics.median(r[1] for r in results):.0f} s")
 
 
+def addition(args):
+    """Train the addition recipe in both orders; print each digit's held-out accuracy as it learns."""
+    import torch
+    sys.path.insert(0, str(ROOT))
+    import train
+    from gpt import GPT, GPTConfig
+    recipe, D = train.RECIPES["addition"], args.digits
+    held_out = train.addition_problems(min(10_000, 10 ** (2 * D) // 10), D, torch.Generator().manual_seed(0))
+    held_out = held_out.unique(dim=0)   # as train.py holds them out
+    print("| order | step | seconds | " + " | ".join(f"digit {10 ** i:,}" for i in range(D + 1)) + " | exact |")
+    print("|---" * (D + 5) + "|")
+    for order in ("reversed", "normal"):
+        def arrange(problems):   # train.py's problems have the sum reversed; "normal" turns it round
+            answer = problems[:, 2 * D + 2:]
+            return torch.cat([problems[:, :2 * D + 2], answer.flip(1) if order == "normal" else answer], dim=1)
+        torch.manual_seed(1337)
+        model = GPT(GPTConfig(12, 3 * D + 2, recipe["n_layer"], recipe["n_head"], recipe["n_embd"],
+                              recipe["dropout"], fused_attention=False))
+        [optimizer] = train.configure_optimizers(model, "adamw", recipe["learning_rate"], recipe["weight_decay"])
+        x_val, y_val = train.addition_batch(arrange(held_out), D, "cpu")
+        held_out_set = set(map(tuple, arrange(held_out).tolist()))
+        start = time.perf_counter()
+        for step in range(args.steps + 1):
+            if step % args.every == 0:
+                model.eval()
+                with torch.no_grad():
+                    logits, _ = model(x_val)
+                right = logits.argmax(-1)[:, 2 * D + 1:] == y_val[:, 2 * D + 1:]   # (N, D + 1), as written
+                right = right.flip(1) if order == "normal" else right             # units first
+                print(f"| {order} | {step} | {time.perf_counter() - start:.0f} | "
+                      + " | ".join(f"{a:.1%}" for a in right.float().mean(0).tolist())
+                      + f" | {right.all(1).float().mean().item():.2%} |", flush=True)
+                model.train()
+            if step == args.steps:
+                break
+            lr = train.get_lr(step, recipe["learning_rate"], recipe["min_lr"], recipe["warmup_iters"], args.steps)
+            for group in optimizer.param_groups:
+                group["lr"] = lr * group["lr_scale"]
+            problems = arrange(train.addition_problems(recipe["batch_size"], D))
+            problems = problems[[tuple(p) not in held_out_set for p in problems.tolist()]]   # never a test one
+            _, loss = model(*train.addition_batch(problems, D, "cpu"))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), recipe["grad_clip"])
+            optimizer.step()
+
+
 def prepare_speed(args):
     """prepare.py on a large text (tiny Shakespeare repeated to --size-mb): MB/s and peak memory."""
     import resource
@@ -299,6 +353,10 @@ if __name__ == "__main__":
     r.add_argument("--size-mb", type=float, default=1000, help="size of the text to build (default: 1000)")
     r.add_argument("--text", default=str(ROOT.parent / "shared" / "data" / "tinyshakespeare" / "input.txt"),
                    help="text to repeat up to --size-mb (default: tiny Shakespeare in ../shared)")
+    a = sub.add_parser("addition", help="which digit is learned first; the sum reversed against the usual order")
+    a.add_argument("--digits", type=int, default=3, help="digits per number (default: 3)")
+    a.add_argument("--steps", type=int, default=2000, help="training steps per order (default: 2000)")
+    a.add_argument("--every", type=int, default=100, help="evaluate every this many steps (default: 100)")
     s = sub.add_parser("_steps")  # one timed process of `speed`
     s.add_argument("--impl", choices=["plain", "ours", "nn-dropout"])
     s.add_argument("--config", choices=CONFIGS)
@@ -314,5 +372,7 @@ if __name__ == "__main__":
         generation(args)
     elif args.command == "prepare":
         prepare_speed(args)
+    elif args.command == "addition":
+        addition(args)
     else:
         run_steps(args.impl, args.config, args.iters, args.attention, args.dtype)

@@ -122,6 +122,10 @@ def write(path, content):
                                                         if not 0xD800 <= c < 0xE000).encode())], "at most 65,536"),
     (lambda d: ["--val-fraction", "1.5"], "--val-fraction must be between 0 and 1"),
     (lambda d: ["--val-fraction", "half"], "--val-fraction"),
+    (lambda d: ["--input", write(d / "euro.txt", "a € b".encode()), "--vocab", write(d / "v.json", b'{"chars": ["a", " "]}')],
+     "euro.txt has characters the vocabulary lacks: 'b€'"),
+    (lambda d: ["--vocab", write(d / "v.json", b"[1, 2]")], "--vocab"),
+    (lambda d: ["--vocab", d / "missing.json"], "--vocab"),
 ])
 def test_user_mistakes_are_one_line_and_leave_data_as_it_was(tmp_path, flags, message):
     data = tmp_path / "data"

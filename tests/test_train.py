@@ -70,13 +70,13 @@ def test_muon_takes_the_blocks_matrices_adamw_the_rest_and_decay_spares_biases_a
 
 
 def test_without_flags_a_cpu_machine_gets_the_cpu_recipe_and_flags_override_it():
-    args, _ = train.parse_args(["--device", "cpu", "--n-layer", "2"])
+    args, *_ = train.parse_args(["--device", "cpu", "--n-layer", "2"])
     assert (args.model, args.preset, args.n_layer) == ("gpt", "cpu", 2) and args.optimizer == ("muon" if train.CPU_BFLOAT16 else "adamw")
     assert args.n_embd == train.RECIPES["cpu"]["n_embd"] and args.max_iters == 1100
-    args, _ = train.parse_args(["--preset", "lecture", "--device", "cpu"])
+    args, *_ = train.parse_args(["--preset", "lecture", "--device", "cpu"])
     assert (args.batch_size, args.block_size, args.n_layer, args.n_head, args.n_embd, args.dropout,
             args.max_iters) == (64, 256, 6, 6, 384, 0.2, 5000)
-    args, _ = train.parse_args(["--max-iters", "30"])     # a fixed number of steps replaces the time budget
+    args, *_ = train.parse_args(["--max-iters", "30"])     # a fixed number of steps replaces the time budget
     assert args.time_budget is None and args.max_iters == 30
 
 
@@ -136,7 +136,7 @@ def test_the_number_format_follows_the_hardware_and_says_why(monkeypatch):
 
 
 def test_the_progress_bar_shows_in_a_terminal_and_stays_out_of_files_and_other_ranks(monkeypatch):
-    args, _ = train.parse_args(["--max-iters", "30"])
+    args, *_ = train.parse_args(["--max-iters", "30"])
     rank0, rank1 = (argparse.Namespace(size=2, rank=r, local=r, master=r == 0) for r in (0, 1))
     monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
     with train.progress_bar(args, 10, rank0) as bar, train.progress_bar(args, 10, rank1) as other:
@@ -156,9 +156,9 @@ def test_a_run_stopped_by_ctrl_c_and_resumed_ends_exactly_where_the_unbroken_run
     train_here(prepared, *common, "--out-dir", prepared / "straight")
     batches, get_batch = [], train.get_batch
 
-    def ctrl_c_in_step_17(*batch_args):   # between two evaluations; theirs pass a generator
-        batches.append(len(batch_args))
-        if len(batch_args) == 4 and batches.count(4) == 17:
+    def ctrl_c_in_step_17(*batch_args):   # between two evaluations; their batches have a generator
+        batches.append(batch_args[-1] is None)
+        if batches.count(True) == 17 and batch_args[-1] is None:
             os.kill(os.getpid(), signal.SIGINT)
         return get_batch(*batch_args)
     monkeypatch.setattr(train, "get_batch", ctrl_c_in_step_17)
@@ -337,19 +337,20 @@ MISTAKES = [   # (set-up, flags, environment, what the one line says)
     (None, ["--optimizer", "sgd"], {}, "--optimizer"),
     (None, ["--n-embd", "30", "--n-head", "4"], {}, "multiple of --n-head"),
     (None, ["--model", "bigram", "--n-layer", "2"], {}, "--n-layer is a GPT setting"),
+    (None, ["--model", "bigram", "--task", "addition"], {}, "--task is a GPT setting"),
     (None, ["--max-iters", "10", "--time-budget", "1"], {}, "give one"),
     (make_folder("a_file_here", lambda f: {"f": b""}), ["--out-dir", "a_file_here/f/out"], {}, "--out-dir"),
     (None, ["--out-dir", "out"], {}, "out/ already holds a run; continue it with --resume"),
-    (None, ["--resume", "--out-dir", "empty"], {}, "nothing to resume: no empty/last.pt"),
+    (None, ["--resume", "--out-dir", "empty"], {}, "no checkpoint at empty/last.pt; train afresh"),
     (None, ["--resume", "--model", "gpt"], {}, "out/last.pt holds a bigram run; resume it without --model"),
     (None, ["--resume", "--optimizer", "muon"], {}, "--optimizer is a GPT setting"),
-    (other_text, ["--resume", "--data-dir", "other"], {}, "trained on another text than other/"),
+    (other_text, ["--resume", "--data-dir", "other"], {}, "trained on other data than other/ holds"),
     (make_folder("trap", lambda f: {"last.pt": pickled({"model": Trap()})}), ["--resume", "--out-dir", "trap"], {},
      "refusing to load trap/last.pt: it holds Python objects"),
     (make_folder("cut", lambda f: {"last.pt": (f / "out" / "last.pt").read_bytes()[:500]}),
      ["--resume", "--out-dir", "cut"], {}, "cut/last.pt is not a readable checkpoint"),
     (make_folder("alien", lambda f: {"last.pt": pickled({"weights": torch.zeros(2)})}),
-     ["--resume", "--out-dir", "alien"], {}, "not a resumable checkpoint of train.py"),
+     ["--resume", "--out-dir", "alien"], {}, "not a checkpoint of train.py to start from (it has no model, model_args"),
     (None, ["--device", "cuda"] if not torch.cuda.is_available() else ["--model", "x"], {}, "cuda"),
     (None, [], {"WORLD_SIZE": "2"}, "start the processes with torchrun, or unset WORLD_SIZE"),
     (None, [], {"WORLD_SIZE": "2", "RANK": "two", "LOCAL_RANK": "0", "MASTER_ADDR": "x", "MASTER_PORT": "1"},

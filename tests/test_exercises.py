@@ -1,0 +1,235 @@
+"""The lecture's exercises: a GPT that adds (EX2), pretraining then fine-tuning (EX3), and the
+attention weights of a trained model, drawn (the lecture's `wei`)."""
+
+import csv
+import io
+import struct
+import zlib
+
+import numpy as np
+import pytest
+import torch
+
+import generate
+import prepare
+import train
+from conftest import ROOT, assert_one_line_error, make_text, run_script, train_here
+from gpt import GPT, GPTConfig
+from lecture_gpt import ReferenceGPT, load_from_gpt
+
+
+def as_text(ids):
+    return "".join(train.ADDITION_CHARS[i] for i in ids)
+
+
+# --- EX2: addition ----------------------------------------------------------------------------------
+
+def test_a_problem_is_a_plus_b_then_the_sum_reversed_and_only_the_answer_is_a_target():
+    torch.manual_seed(0)
+    problems = train.addition_problems(500, digits=3)                      # (500, 12)
+    for row in problems.tolist():
+        text = as_text(row)
+        a, b, answer = int(text[0:3]), int(text[4:7]), text[8:]
+        assert text[3] == "+" and text[7] == "=" and len(answer) == 4
+        assert answer[::-1] == f"{a + b:04d}"                              # least significant digit first
+    assert as_text(train.addition_problems(1, 2, torch.Generator().manual_seed(3))[0])[:6].count("+") == 1
+
+    x, y = train.addition_batch(problems, 3, "cpu")
+    assert x.shape == y.shape == (500, 11)
+    assert (x[:, 1:] == problems[:, 1:-1]).all()                           # y is x shifted by one ...
+    assert (y[:, :7] == -1).all() and (y[:, 7:] == problems[:, 8:]).all()  # ... but only the answer counts
+
+
+def test_held_out_problems_are_never_served_for_training():
+    args, *_ = train.parse_args(["--task", "addition", "--digits", "1", "--batch-size", "64", "--eval-iters", "2"])
+    _, train_batch, eval_batches = train.make_batches(args, "cpu")
+    held_out = {tuple(x) for xs, _ in eval_batches["val"] for x in xs.tolist()}   # all but the last digit
+    assert 5 <= len(held_out) <= 10                           # a tenth of the 100 sums, less repeats
+    for _ in range(50):
+        x, y = train_batch()
+        assert not {tuple(row) for row in x.tolist()} & held_out
+        assert (y[:, :3] == -1).all() and (y[:, 3:] >= 0).all()
+
+
+@pytest.fixture(scope="module")
+def adder(tmp_path_factory):
+    """A GPT trained on two-digit sums for 700 steps (about 20 s on 2 CPU cores) -> its folder."""
+    folder = tmp_path_factory.mktemp("adder")
+    train_here(folder, "--task", "addition", "--digits", "2", "--n-layer", "2", "--n-embd", "64",
+               "--batch-size", "64", "--max-iters", "700", "--eval-interval", "350", "--eval-iters", "2",
+               "--learning-rate", "3e-3", "--min-lr", "3e-4", "--device", "cpu", "--dtype", "float32")
+    return folder
+
+
+def test_a_small_gpt_learns_to_add_and_greedy_sampling_writes_the_answers(adder):
+    """Without the mask the exact match stays near 0: a, b and their digits are random, and the exact
+    match counts every position that has a target."""
+    with open(adder / "out" / "log.csv", newline="") as f:
+        log = list(csv.DictReader(f))
+    assert float(log[-1]["val_exact_match"]) >= 0.98, log
+    # The exact match of one pass over the true answers is what greedy sampling writes.
+    model, chars = generate.load_model(adder / "out" / "last.pt", torch.device("cpu"))   # the last row's
+    assert chars == train.ADDITION_CHARS
+    held_out = train.addition_problems(1000, 2, torch.Generator().manual_seed(0)).unique(dim=0)
+    answers = torch.stack(list(generate.sample(model, held_out[:, :6], 3, temperature=0)), dim=1)
+    right = (answers == held_out[:, 6:]).all(dim=1).float().mean().item()
+    assert abs(right - float(log[-1]["val_exact_match"])) <= 2 / len(held_out)   # rounding may tip a tie
+
+
+def test_generate_answers_typed_sums_and_writes_them_to_out(adder):
+    problems = [f"{a:02d}+{b:02d}=" for a, b in [(12, 34), (5, 7), (99, 99), (50, 50), (8, 91), (47, 36)]]
+    result = run_script("generate.py", "--checkpoint", adder / "out" / "ckpt.pt", "--interactive",
+                        "--max-new-tokens", "3", "--temperature", "0", "--out", "sums.txt",
+                        cwd=adder, stdin="\n".join(problems) + "\n")
+    lines = result.stdout.splitlines()
+    right = [line == p + f"{int(p[:2]) + int(p[3:5]):03d}"[::-1] for line, p in zip(lines, problems)]
+    assert len(lines) == len(problems) and sum(right) >= 5, lines
+    assert (adder / "sums.txt").read_text() == result.stdout
+
+
+def test_addition_flags_are_checked_and_a_resume_keeps_the_task(adder, monkeypatch):
+    args, *_ = train.parse_args(["--task", "addition", "--digits", "10"])
+    assert (args.preset, args.block_size) == ("addition", 32)
+    for flags, message in [(["--digits", "3"], "--digits is for --task addition"),
+                           (["--task", "addition", "--block-size", "8"], "there it sets the block size"),
+                           (["--task", "addition", "--digits", "18"], "--digits")]:
+        with pytest.raises(SystemExit, match=message):
+            train.parse_args(flags)
+    monkeypatch.chdir(adder)
+    args, saved, _ = train.parse_args(["--resume", "--max-iters", "800"])
+    assert (args.task, args.digits, args.block_size, saved["data"]["digits"]) == ("addition", 2, 8, 2)
+
+
+# --- EX3: pretrain, then fine-tune --------------------------------------------------------------------
+
+def prepare_text(folder, name, text, vocab=None):
+    (folder / f"{name}.txt").write_text(text, encoding="utf-8")
+    return prepare.prepare(str(folder / f"{name}.txt"), str(folder / name), 0.1, vocab=vocab)
+
+
+def test_prepare_encodes_with_another_texts_vocabulary_and_refuses_characters_it_lacks(tmp_path):
+    big = prepare_text(tmp_path, "big", make_text() + "xyz€")
+    small = prepare_text(tmp_path, "small", "KING: go, friend.\n" * 50, vocab="".join(big["chars"]))
+    assert small["chars"] == big["chars"] and small["vocab_size"] == big["vocab_size"]
+    ids = np.fromfile(tmp_path / "small" / "train.bin", dtype=np.uint8)
+    assert prepare.decode(ids[:18], "".join(big["chars"])) == "KING: go, friend.\n"
+
+    (tmp_path / "odd.txt").write_text("KING: ¿qué?\n" * 20, encoding="utf-8")
+    result = run_script("prepare.py", "--input", "odd.txt", "--vocab", "big/vocab.json", "--data-dir", "small",
+                        cwd=tmp_path)
+    assert_one_line_error(result, "odd.txt has characters the vocabulary lacks: 'q¿é'")
+    assert (tmp_path / "small" / "train.bin").read_bytes() == ids.tobytes()   # nothing written
+
+
+@pytest.fixture(scope="module")
+def pretrained(tmp_path_factory):
+    """A tiny GPT trained on the small play (data/, out/), and another text in its vocabulary (other/)."""
+    folder = tmp_path_factory.mktemp("pretrained")
+    big = prepare_text(folder, "data", make_text() + "xyz")
+    prepare_text(folder, "other", make_text(seed=5)[::-1], vocab="".join(big["chars"]))
+    train_here(folder, "--n-layer", "1", "--n-head", "2", "--n-embd", "32", "--block-size", "16",
+               "--batch-size", "16", "--max-iters", "100", "--eval-interval", "50", "--eval-iters", "4",
+               "--device", "cpu", "--dtype", "float32", "--learning-rate", "3e-3")
+    return folder
+
+
+def test_init_from_starts_a_fresh_run_from_the_weights_and_sizes(pretrained, capsys):
+    ckpt = pretrained / "out" / "ckpt.pt"
+    train_here(pretrained, "--init-from", ckpt, "--data-dir", pretrained / "other", "--out-dir",
+               pretrained / "tuned", "--max-iters", "20", "--eval-interval", "10", "--eval-iters", "4",
+               "--device", "cpu", "--dtype", "float32", "--learning-rate", "1e-3")
+    with open(pretrained / "tuned" / "log.csv", newline="") as f:
+        log = list(csv.DictReader(f))
+    assert [row["iter"] for row in log] == ["0", "10", "20"]               # step 0 and a log of its own
+    last = torch.load(pretrained / "tuned" / "last.pt", weights_only=True)
+    assert last["model_args"] == torch.load(ckpt, weights_only=True)["model_args"]   # its sizes, no flags
+    assert last["iter_num"] == 20 and last["optimizers"][0]["state"][0]["step"] == 20   # a fresh optimiser
+
+    # The first evaluation is the pretrained model's loss on the new text.
+    args, _, init = train.parse_args(["--init-from", str(ckpt), "--data-dir", str(pretrained / "other"),
+                                      "--eval-iters", "4", "--device", "cpu"])
+    model, _ = generate.load_model(ckpt, torch.device("cpu"))
+    _, _, eval_batches = train.make_batches(args, torch.device("cpu"))
+    assert abs(train.estimate_loss(model, eval_batches, torch.autocast("cpu", enabled=False))["val"]
+               - float(log[0]["val_loss"])) < 1e-4
+    assert float(log[0]["val_loss"]) > float(log[-1]["val_loss"])           # and it learns the new text
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--data-dir", "elsewhere"], "knows other characters than elsewhere/; prepare the text with its "
+                                  "vocabulary: python prepare.py --vocab .*/data/vocab.json"),
+    (["--n-embd", "64"], "--n-embd 64: out/ckpt.pt has 32"),
+    (["--resume"], "give one"),
+    (["--init-from", "nothing.pt"], "no checkpoint at nothing.pt"),
+    (["--task", "addition"], "--task addition: out/ckpt.pt has text"),
+])
+def test_init_from_mistakes_are_one_line(pretrained, monkeypatch, flags, message):
+    prepare_text(pretrained, "elsewhere", "abc" * 100)
+    monkeypatch.chdir(pretrained)
+    with pytest.raises(SystemExit, match=message):
+        train.main(["--init-from", "out/ckpt.pt", "--out-dir", "new", "--device", "cpu", "--max-iters", "1",
+                    *flags])
+
+
+def test_a_resume_onto_another_text_with_the_same_characters_points_to_init_from(pretrained, monkeypatch):
+    monkeypatch.chdir(pretrained)
+    with pytest.raises(SystemExit, match="trained on other data than other/ holds; .* --init-from out/ckpt.pt"):
+        train.main(["--resume", "--data-dir", "other", "--max-iters", "200"])
+
+
+# --- the attention weights, drawn -------------------------------------------------------------------
+
+def test_the_weights_shown_are_the_reference_per_head_models_weights():
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(65, 32, n_layer=2, n_head=4, n_embd=64, dropout=0.0)).eval()   # fused, as loaded
+    reference = ReferenceGPT(65, 32, n_layer=2, n_head=4, n_embd=64, dropout=0.0).eval()
+    load_from_gpt(model, reference)
+    seen = []   # each head's weights, as the reference's dropout receives them
+    for layer in reference.layers:
+        for head in layer.attention_heads:
+            head.weight_dropout.register_forward_hook(lambda m, inputs, output: seen.append(inputs[0][0]))
+    idx = torch.randint(65, (1, 20))
+    reference(idx)
+    weights = generate.attention_weights(model, idx)                      # (n_layer, nh, T, T)
+    assert weights.shape == (2, 4, 20, 20)
+    assert torch.allclose(weights.flatten(0, 1), torch.stack(seen), atol=1e-6)
+    assert torch.allclose(weights.sum(-1), torch.ones(2, 4, 20), atol=1e-6)      # each row sums to 1
+    assert (weights.triu(diagonal=1) == 0).all()                                 # nothing from the future
+
+
+def test_the_drawing_labels_rows_and_columns_and_shades_by_weight():
+    weights = torch.tensor([[[[1, 0, 0], [1, 0, 0], [0.5, 0.01, 0.49]],   # head 1: back to the first
+                             [[1, 0, 0], [0, 1, 0], [0, 0, 1]]]])       # head 2: each to itself
+    lines = generate.draw_attention(weights, "a b").splitlines()
+    assert lines[0].split() == ["layer", "1", "head", "1", "layer", "1", "head", "2"]
+    assert lines[1].split() == ["a·b", "a·b"]
+    assert [line.split() for line in lines[2:5]] == [["a", "@", "@"], ["·", "@", "@"], ["b", "+.+", "@"]]   # 0: blank
+
+
+def test_the_png_is_a_valid_grey_image_of_every_head():
+    weights = torch.rand(3, 2, 16, 16).tril()
+    png = generate.attention_png(weights)
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    chunks, at = {}, 8
+    while at < len(png):   # every chunk: length, kind, data, and a CRC that must match
+        length, kind = struct.unpack(">I4s", png[at:at + 8])
+        data = png[at + 8:at + 8 + length]
+        assert struct.unpack(">I", png[at + 8 + length:at + 12 + length])[0] == zlib.crc32(kind + data)
+        chunks[kind], at = data, at + 12 + length
+    width, height, depth, colour = struct.unpack(">IIBB", chunks[b"IHDR"][:10])
+    side = 16 * 16 + 6                                                     # 16 pixels a weight, a frame
+    assert (width, height, depth, colour) == (2 * side, 3 * side, 8, 0)
+    pixels = np.frombuffer(zlib.decompress(chunks[b"IDAT"]), np.uint8).reshape(height, width + 1)
+    assert (pixels[:, 0] == 0).all()                                        # filter 0 on every row
+    head = pixels[2 * side + 3:3 * side - 3, 1 + side + 3:1 + 2 * side - 3]   # layer 3, head 2
+    assert (head[::16, ::16] == np.round(255 * (1 - weights[2, 1].numpy()))).all()
+
+
+def test_show_attention_and_the_png_from_the_command_line(gpt_checkpoint, bigram_checkpoint, tmp_path):
+    result = run_script("generate.py", "--checkpoint", gpt_checkpoint, "--prompt", "KING:\nWhat", "--show-attention",
+                        "--attention-png", "heads.png", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "layer 2 head 2" in result.stdout and "KING:↵What" in result.stdout
+    assert (tmp_path / "heads.png").read_bytes()[:4] == b"\x89PNG"
+    result = run_script("generate.py", "--checkpoint", bigram_checkpoint, "--show-attention", cwd=tmp_path)
+    assert_one_line_error(result, "holds a bigram model: it has no attention to show")
