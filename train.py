@@ -608,7 +608,7 @@ def parse_args(argv=None):
     hp("--time-budget", type=number(float), metavar="MINUTES", help="train this many minutes (resumes count) "
        "instead of --max-iters steps; the schedule, drawn for --max-iters steps, follows the time used")
     hp("--eval-interval", type=number(int), help="evaluate, log and save every this many steps")
-    hp("--eval-iters", type=number(int), help="batches averaged per split in each evaluation")
+    hp("--eval-iters", type=number(int), help="batches per split in each evaluation (addition's val: all)")
     hp("--learning-rate", type=number(float), help="peak learning rate")
     hp("--min-lr", type=number(float, zero_allowed=True), help="learning rate at the end of the decay")
     hp("--warmup-iters", type=number(int, zero_allowed=True), help="steps of linear warmup")
