@@ -102,7 +102,7 @@ def typed_lines(chars):
 @torch.inference_mode()
 def attention_weights(model, idx):
     """idx (1, T) -> the weights every head gives, from each position to those up to it: (n_layer, nh, T, T)
-    (the lecture's `wei`). The fused attention never forms them, so each block runs its explicit path."""
+    (the lecture's `wei`). The fused attention never forms them: each block switches to its explicit path."""
     for block in model.blocks:
         block.sa.fused_attention, block.sa.keep_weights = False, True
     model(idx)
@@ -151,7 +151,6 @@ def attention_png(weights):
     header = struct.pack(">IIBBBBB", image.shape[1], image.shape[0], 8, 0, 0, 0, 0)   # 8-bit grey
     pixels = chunk(b"IDAT", zlib.compress(rows))
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + pixels + chunk(b"IEND", b"")
-
 
 
 def fail(message):   # a mistake the user can fix: one line, exit status 1, no traceback
@@ -206,6 +205,18 @@ def parse_args(argv=None):
     return args
 
 
+def write_whole(path, data, flag="--attention-png"):
+    """Write data beside path, then rename it over path: a failed write leaves an old file whole."""
+    try:
+        with open(path + ".tmp", "wb") as f:
+            f.write(data)
+        os.replace(path + ".tmp", path)
+    except OSError as e:
+        if os.path.exists(path + ".tmp"):
+            os.remove(path + ".tmp")
+        fail(f"cannot write {flag} {path} ({e.strerror}); an existing {path} is unchanged")
+
+
 def main(argv=None):
     args = parse_args(argv)
     device = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
@@ -242,18 +253,6 @@ def main(argv=None):
         fail(f"cannot write the samples: {e.strerror}")
     if args.out:
         write_whole(args.out, printed.encode("utf-8"), "--out")
-
-
-def write_whole(path, data, flag="--attention-png"):
-    """Write data beside path, then rename it over path: a failed write leaves an old file whole."""
-    try:
-        with open(path + ".tmp", "wb") as f:
-            f.write(data)
-        os.replace(path + ".tmp", path)
-    except OSError as e:
-        if os.path.exists(path + ".tmp"):
-            os.remove(path + ".tmp")
-        fail(f"cannot write {flag} {path} ({e.strerror}); an existing {path} is unchanged")
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ data/train.bin, data/val.bin (one byte per id; two beyond 256 characters) and da
 
     python prepare.py                      # tiny Shakespeare, downloaded to data/input.txt
     python prepare.py --input my_text.txt  # any UTF-8 text (or a pipe: --input /dev/stdin)
-    python prepare.py --input my_text.txt --vocab data-big/vocab.json   # another text's ids, to fine-tune
+    python prepare.py --input small.txt --vocab data-big/vocab.json --data-dir data-small   # to fine-tune
 """
 
 import argparse

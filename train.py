@@ -135,7 +135,7 @@ def estimate_loss(model, eval_batches, autocast):
         for x, y in batches:
             with autocast:
                 logits, loss = model(x, y)
-            losses.append(loss.item() * len(x))   # weighed by its rows: a last, smaller batch counts less
+            losses.append(loss.item() * len(x))   # weighted by its rows: a last, smaller batch counts less
             # Greedy decoding writes the whole answer right exactly when at each of its positions the
             # likeliest character is the true one, after the true ones before: one pass tells it all.
             right.append(((logits.argmax(dim=-1) == y) | (y == -1)).all(dim=1))   # (B,)
