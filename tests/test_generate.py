@@ -102,12 +102,16 @@ def test_interactive_continues_each_line_and_asks_again_after_unknown_characters
 def test_out_keeps_the_old_file_until_the_new_samples_are_complete(gpt_checkpoint, tmp_path):
     out = tmp_path / "samples.txt"
     out.write_text("my earlier samples\n")
-    process = subprocess.Popen([sys.executable, str(ROOT / "generate.py"), "--checkpoint", str(gpt_checkpoint),
-                                "--max-new-tokens", "10000000", "--out", str(out)], cwd=tmp_path,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen([sys.executable, "-X", "faulthandler", str(ROOT / "generate.py"), "--checkpoint",
+                                str(gpt_checkpoint), "--max-new-tokens", "10000000", "--out", str(out)],
+                               cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     process.stdout.read(20)   # it is sampling
     process.send_signal(signal.SIGINT)
-    assert process.wait(timeout=60) == 130
+    try:
+        assert process.wait(timeout=60) == 130
+    except subprocess.TimeoutExpired:   # if it ever hangs, show where: faulthandler prints the stacks
+        process.send_signal(signal.SIGABRT)
+        pytest.fail("no exit 60 s after Ctrl-C; its threads:\n" + process.communicate(timeout=30)[1][-5000:])
     assert out.read_text() == "my earlier samples\n" and not (tmp_path / "samples.txt.tmp").exists()
 
 
