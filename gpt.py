@@ -21,10 +21,12 @@ import torch
 import torch.nn as nn
 from torch.nn import functional as F
 
-# Sizes: the lecture's model (10,788,929 parameters on tiny Shakespeare), and a smaller one for a CPU.
+# Sizes: the lecture's model (10,788,929 parameters on tiny Shakespeare), and a smaller one for a CPU
+# that takes three of the later papers' changes (GPTConfig), which each learned faster in ten minutes.
 PRESETS = {
     "lecture": dict(block_size=256, n_layer=6, n_head=6, n_embd=384, dropout=0.2),
-    "cpu": dict(block_size=128, n_layer=4, n_head=4, n_embd=256, dropout=0.1),
+    "cpu": dict(block_size=128, n_layer=4, n_head=4, n_embd=256, dropout=0.1, rope=True, tie_weights=True,
+                activation="relu2"),
 }
 
 
@@ -37,6 +39,26 @@ class GPTConfig:
     n_embd: int                   # channels per position
     dropout: float                # probability of zeroing an activation while training
     fused_attention: bool = True  # True: one fused PyTorch call; False: the explicit math, step by step
+    # Changes from later papers (the lecture's exercise 4), each off in the lecture's model:
+    rope: bool = False            # rotary position embeddings instead of the learned position table
+    tie_weights: bool = False     # the output head reuses the token embedding's matrix
+    activation: str = "relu"      # the feed-forward's non-linearity: "relu", "gelu" or "relu2"
+    qk_norm: bool = False         # queries and keys scaled to the same length before they meet
+
+
+def rotate(x, pos):
+    """Rotary position embedding, RoPE (Su et al., 2021): x (B, nh, T, hs) at positions pos (T,) -> x turned.
+
+    The hs channels of a query or key form hs/2 pairs, and pair i at position t is turned, as a point in
+    a plane, by the angle t * theta_i (theta_i from 1 down to 1/10000: some pairs turn fast, some slowly).
+    A query turned by t and a key turned by s meet at (t - s) * theta_i, so their dot product depends on
+    how far apart they are, not where they stand, and no position vector is added to the stream."""
+    hs = x.size(-1)
+    theta = 10000 ** (-torch.arange(0, hs, 2, device=x.device) / hs)   # (hs/2,)
+    angle = pos[:, None] * theta                                         # (T, hs/2)
+    x1, x2 = x.float().chunk(2, dim=-1)             # (B, nh, T, hs/2) each; pair i is x1[..., i], x2[..., i]
+    cos, sin = angle.cos(), angle.sin()
+    return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1).type_as(x)   # (B, nh, T, hs)
 
 
 class CausalSelfAttention(nn.Module):
@@ -54,6 +76,7 @@ class CausalSelfAttention(nn.Module):
         self.head_size = config.n_embd // config.n_head
         self.dropout = config.dropout
         self.fused_attention = config.fused_attention
+        self.rope, self.qk_norm = config.rope, config.qk_norm
         self.keep_weights = False   # True: the explicit path keeps its last weights in .weights, to show
         # Every head's query, key and value projections, in one matrix.
         self.query_key_value = nn.Linear(config.n_embd, 3 * config.n_embd, bias=False)
@@ -68,9 +91,9 @@ class CausalSelfAttention(nn.Module):
         tril = torch.tril(torch.ones(config.block_size, config.block_size, dtype=torch.bool))
         self.register_buffer("tril", tril, persistent=False)          # (block_size, block_size)
 
-    def forward(self, x, cache=None, layer=0):
-        """x (B, T, C) -> (B, T, C): every position, updated with what it gathered from the past. Tk, the
-        positions attended to, is T; while sampling, a KVCache puts the earlier positions before them."""
+    def forward(self, x, pos, cache=None, layer=0):
+        """x (B, T, C) at positions pos (T,) -> (B, T, C): every position, updated with what it gathered from
+        the past. Tk, the positions attended to, is T; while sampling, a KVCache puts earlier ones first."""
         B, T, C = x.shape
         # Each position emits a query ("what am I looking for?"), a key ("what do I contain?")
         # and a value ("what I will tell you if you attend to me").
@@ -79,6 +102,11 @@ class CausalSelfAttention(nn.Module):
         q = q.view(B, T, self.n_head, self.head_size).transpose(1, 2)    # (B, nh, T, hs)
         k = k.view(B, T, self.n_head, self.head_size).transpose(1, 2)    # (B, nh, T, hs)
         v = v.view(B, T, self.n_head, self.head_size).transpose(1, 2)    # (B, nh, T, hs)
+        if self.qk_norm:   # QK-norm (Henry et al., 2020): every query and key to unit root-mean-square, so
+            # the affinities below stay within +-sqrt(hs) and no head's softmax saturates early in training.
+            q, k = F.rms_norm(q, (self.head_size,)), F.rms_norm(k, (self.head_size,))
+        if self.rope:      # the position enters here instead of at the embedding: see rotate() above
+            q, k = rotate(q, pos), rotate(k, pos)                         # (B, nh, T, hs) each
         if cache is not None:
             k, v = cache.update(layer, k, v)                              # 2 x (B, nh, Tk, hs)
         Tk = k.size(2)
@@ -110,15 +138,23 @@ class CausalSelfAttention(nn.Module):
         return self.resid_dropout(self.proj(out))                        # (B, T, C)
 
 
+class ReLUSquared(nn.Module):   # max(0, x)^2: zero below 0 as ReLU, and a gradient that grows above it
+    def forward(self, x):
+        return F.relu(x).square()
+
+
 class FeedForward(nn.Module):
     """A small two-layer network applied to each position on its own: attention gathers, this thinks."""
 
     def __init__(self, config):
         super().__init__()
+        # Between the layers, the lecture's ReLU; or GELU, a smooth ReLU (Hendrycks & Gimpel, 2016) that
+        # GPT-2 uses; or ReLU squared, which a search over Transformer variants found (So et al., 2021).
+        activation = {"relu": nn.ReLU, "gelu": nn.GELU, "relu2": ReLUSquared}[config.activation]()
         # 4x wider inside, as in "Attention Is All You Need" (512 -> 2048 -> 512).
         self.net = nn.Sequential(
             nn.Linear(config.n_embd, 4 * config.n_embd),   # (B, T, C) -> (B, T, 4C)
-            nn.ReLU(),
+            activation,
             nn.Linear(4 * config.n_embd, config.n_embd),   # (B, T, 4C) -> (B, T, C): back into the stream
             Dropout(config.dropout),
         )
@@ -137,7 +173,7 @@ class Block(nn.Module):
         self.ln2 = nn.LayerNorm(config.n_embd)
         self.ffwd = FeedForward(config)
 
-    def forward(self, x, cache=None, layer=0):
+    def forward(self, x, pos, cache=None, layer=0):
         # Residual connections: each sub-layer only *adds* to x, so gradients flow straight from
         # the loss to the first layer along the "+" and deep stacks train from the start.
         # LayerNorm rescales each position's C channels to mean 0 and variance 1, then applies a
@@ -145,8 +181,8 @@ class Block(nn.Module):
         # Pre-norm: each sub-layer reads a normalised copy of x; x itself is never normalised on its
         # way. The original Transformer normalised after each "+" (post-norm), which deep stacks
         # only train with a long, careful warmup (Xiong et al., 2020); GPT-2 and later use pre-norm.
-        x = x + self.sa(self.ln1(x), cache, layer)   # (B, T, C)
-        x = x + self.ffwd(self.ln2(x))               # (B, T, C)
+        x = x + self.sa(self.ln1(x), pos, cache, layer)   # (B, T, C)
+        x = x + self.ffwd(self.ln2(x))                    # (B, T, C)
         return x
 
 
@@ -158,11 +194,16 @@ class GPT(nn.Module):
         self.config = config
         self.block_size = config.block_size
         self.token_embedding_table = nn.Embedding(config.vocab_size, config.n_embd)
-        # Attention itself is blind to order; a learned vector per position tells it where it is.
-        self.position_embedding_table = nn.Embedding(config.block_size, config.n_embd)
+        # Attention itself is blind to order; a learned vector per position tells it where it is
+        # (or, with config.rope, attention turns queries and keys by their position: rotate() above).
+        if not config.rope:
+            self.position_embedding_table = nn.Embedding(config.block_size, config.n_embd)
         self.blocks = nn.ModuleList([Block(config) for _ in range(config.n_layer)])
         self.ln_f = nn.LayerNorm(config.n_embd)
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size)
+        if config.tie_weights:   # Press & Wolf (2017): the embedding's row for a character and the head's
+            # row that scores it can be one vector, which learns each time the character is read or predicted.
+            self.lm_head.weight = self.token_embedding_table.weight             # (vocab_size, C), one tensor
 
         # Small random weights (std 0.02, as the lecture's code and GPT-2): the first loss is about
         # ln(vocab_size). As GPT-2, the two projections per block that add into the residual stream
@@ -181,11 +222,12 @@ class GPT(nn.Module):
         B, T = idx.shape
         start = cache.length if cache is not None else 0             # the position of idx[:, 0]
         assert start + T <= self.block_size, f"{start + T} positions, but block_size is {self.block_size}"
-        tok_emb = self.token_embedding_table(idx)                    # (B, T, C)
+        x = self.token_embedding_table(idx)                          # (B, T, C)
         pos = torch.arange(start, start + T, device=idx.device)      # (T,)
-        x = tok_emb + self.position_embedding_table(pos)             # (B, T, C) + (T, C) -> (B, T, C)
+        if not self.config.rope:
+            x = x + self.position_embedding_table(pos)               # (B, T, C) + (T, C) -> (B, T, C)
         for layer, block in enumerate(self.blocks):
-            x = block(x, cache, layer)                               # (B, T, C)
+            x = block(x, pos, cache, layer)                          # (B, T, C)
         if cache is not None:
             cache.length += T
         x = self.ln_f(x)                                             # (B, T, C)

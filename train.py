@@ -55,7 +55,9 @@ RECIPES = {
                      eval_interval=250, eval_iters=10, learning_rate=1e-3, min_lr=1e-4, warmup_iters=100,
                      weight_decay=0.1, grad_clip=1.0, optimizer="adamw", time_budget=None),
 }
-GPT_SIZES = ("block_size", "n_layer", "n_head", "n_embd", "dropout")
+# Changes from later papers (gpt.py tells each), as off, where no recipe and no flag turns them on.
+CHANGES_OFF = dict(rope=False, tie_weights=False, activation="relu", qk_norm=False)
+GPT_ARGS = ("block_size", "n_layer", "n_head", "n_embd", "dropout", *CHANGES_OFF)   # what builds a GPT
 
 
 def get_batch(data, batch_size, block_size, device, generator=None):
@@ -187,8 +189,8 @@ def train(args, saved=None, init=None):
     device, dtype, ranks = set_up(args)   # says which device and number format, and why
     data_info, train_batch, eval_batches = make_batches(args, device)
     chars = "".join(data_info["chars"])
-    sizes = {k: getattr(args, k) for k in GPT_SIZES}
-    config = GPTConfig(vocab_size=len(chars), **sizes, fused_attention=args.attention == "fused")
+    gpt_args = {k: getattr(args, k) for k in GPT_ARGS}
+    config = GPTConfig(vocab_size=len(chars), **gpt_args, fused_attention=args.attention == "fused")
     model = (GPT(config) if args.model == "gpt" else BigramLanguageModel(len(chars))).to(device)
     if init is not None:   # Exercise 3: pretrained weights (parse_args took the sizes from the same file)
         if init["vocab"] != chars:
@@ -346,7 +348,7 @@ def load_data(data_dir, block_size):
 
 
 def model_args(args, chars):   # what a checkpoint records to rebuild the model
-    sizes = {k: getattr(args, k) for k in GPT_SIZES} if args.model == "gpt" else {}
+    sizes = {k: getattr(args, k) for k in GPT_ARGS} if args.model == "gpt" else {}
     return {"model": args.model, "vocab_size": len(chars), **sizes}
 
 
@@ -614,6 +616,14 @@ def parse_args(argv=None):
     hp("--warmup-iters", type=number(int, zero_allowed=True), help="steps of linear warmup")
     hp("--weight-decay", type=number(float, zero_allowed=True), help="weight decay on matrices")
     hp("--grad-clip", type=number(float, zero_allowed=True), help="clip the gradient's norm to this (0: off)")
+    hp("--rope", action=argparse.BooleanOptionalAction, help="rotary position embeddings (Su et al., 2021) "
+       "instead of the learned position table")
+    hp("--tie-weights", action=argparse.BooleanOptionalAction, help="the output head shares the token "
+       "embedding's matrix (Press & Wolf, 2017)")
+    hp("--activation", choices=["relu", "gelu", "relu2"], help="the feed-forward's non-linearity (relu2: "
+       "ReLU squared, So et al., 2021)")
+    hp("--qk-norm", action=argparse.BooleanOptionalAction, help="queries and keys to unit root-mean-square "
+       "before they meet (Henry et al., 2020)")
     hp("--optimizer", choices=["adamw", "muon"], help="muon: Muon for the blocks' matrices, AdamW elsewhere")
     hp("--attention", choices=["fused", "explicit"], help="one fused PyTorch call, or the explicit math")
     add("--device", choices=["auto", "cpu", "cuda", "mps"], help="where to train (default: auto)")
@@ -633,7 +643,8 @@ def parse_args(argv=None):
     for name in kept:
         setattr(args, name, saved["config"][name])
     init = read_run(args.init_from, keys=()) if args.init_from and not saved else None
-    carried = {**init["model_args"], **{k: init["config"].get(k) for k in ("task", "digits")}} if init else {}
+    carried = {**CHANGES_OFF, **init["model_args"], **{k: init["config"].get(k) for k in ("task", "digits")}
+               } if init else {}
     for name, value in carried.items():   # the model, sizes and task its weights fit
         if name not in given:
             setattr(args, name, value)
@@ -641,7 +652,7 @@ def parse_args(argv=None):
             fail(f"--{name.replace('_', '-')} {getattr(args, name)}: {args.init_from} has {value}")
     if saved and args.model != saved["config"]["model"]:
         fail(f"{args.out_dir}/last.pt holds a {saved['config']['model']} run; resume it without --model")
-    gpt_only = sorted(given & {"preset", "task", "digits", "optimizer", "attention", *GPT_SIZES[1:]})
+    gpt_only = sorted(given & {"preset", "task", "digits", "optimizer", "attention", *GPT_ARGS[1:]})
     if args.model == "bigram" and gpt_only:
         fail(f"--{gpt_only[0].replace('_', '-')} is a GPT setting; the bigram has no such setting")
     if {"max_iters", "time_budget"} <= given:
@@ -653,7 +664,8 @@ def parse_args(argv=None):
                        else "lecture" if gpu else "cpu")
     if "digits" in given and args.task != "addition" or "block_size" in given and args.task == "addition":
         fail("--digits is for --task addition, and there it sets the block size: 3 * digits + 2")
-    defaults = dict(device="auto", dtype="auto", seed=1337, data_dir="data", attention="fused", digits=3)
+    defaults = dict(device="auto", dtype="auto", seed=1337, data_dir="data", attention="fused", digits=3,
+                    **CHANGES_OFF)
     for name, value in {**defaults, **RECIPES[args.preset]}.items():
         if getattr(args, name, None) is None and name not in kept:
             setattr(args, name, value)

@@ -122,7 +122,7 @@ def run_steps(impl, config, iters, attention, dtype):
         use_bf16 = False
     else:  # what train.py does, with the recipe's optimisers
         model = GPT(GPTConfig(vocab_size=65, fused_attention=(attention == "fused"),
-                              **{k: c[k] for k in train.GPT_SIZES}))
+                              **{k: c[k] for k in train.GPT_ARGS if k in c}))
         if impl == "nn-dropout":  # gpt.Dropout swapped for nn.Dropout: what its cheaper mask saves
             for module in list(model.modules()):
                 for name, child in module.named_children():

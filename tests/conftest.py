@@ -77,6 +77,15 @@ def gpt_checkpoint(tmp_path_factory):
         "--dtype", "float32"])
 
 
+@pytest.fixture(scope="session")
+def changed_gpt_checkpoint(tmp_path_factory):
+    """The same tiny GPT with every change from the papers: RoPE, a tied head, ReLU squared, QK-norm."""
+    return train_on_small_text(tmp_path_factory.mktemp("changed"), [
+        "--n-layer", "2", "--n-head", "2", "--n-embd", "32", "--block-size", "16", "--batch-size", "16",
+        "--max-iters", "50", "--eval-interval", "50", "--eval-iters", "5", "--learning-rate", "3e-3",
+        "--dtype", "float32", "--rope", "--tie-weights", "--activation", "relu2", "--qk-norm"])
+
+
 def run_script(script, *args, cwd, timeout=300, stdin=None):
     """Run one of the project's scripts as a user would, from `cwd`; returns the CompletedProcess."""
     return subprocess.run([sys.executable, str(ROOT / script), *map(str, args)], cwd=cwd,

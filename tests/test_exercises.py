@@ -162,6 +162,7 @@ def test_init_from_starts_a_fresh_run_from_the_weights_and_sizes(pretrained, cap
     (["--resume"], "give one"),
     (["--init-from", "nothing.pt"], "no checkpoint at nothing.pt"),
     (["--task", "addition"], "--task addition: out/ckpt.pt has text"),
+    (["--qk-norm"], "--qk-norm True: out/ckpt.pt has False"),
 ])
 def test_init_from_mistakes_are_one_line(pretrained, monkeypatch, flags, message):
     prepare_text(pretrained, "elsewhere", "abc" * 100)
@@ -169,6 +170,22 @@ def test_init_from_mistakes_are_one_line(pretrained, monkeypatch, flags, message
     with pytest.raises(SystemExit, match=message):
         train.main(["--init-from", "out/ckpt.pt", "--out-dir", "new", "--device", "cpu", "--max-iters", "1",
                     *flags])
+
+
+def test_a_checkpoint_from_before_the_papers_changes_is_read_as_having_none(pretrained, monkeypatch):
+    monkeypatch.setitem(train.RECIPES["cpu"], "rope", True)   # a recipe that would otherwise turn one on
+    checkpoint = torch.load(pretrained / "out" / "ckpt.pt", weights_only=True)
+    sizes = {k: checkpoint["model_args"][k] for k in ("vocab_size", *train.GPT_ARGS[:5])}
+    checkpoint["model"] = GPT(GPTConfig(**sizes)).state_dict()     # the lecture's model, as before the changes
+    checkpoint["model_args"] = {"model": "gpt", **sizes}            # which the checkpoint does not name
+    torch.save(checkpoint, pretrained / "old.pt")
+    model, _ = generate.load_model(pretrained / "old.pt", torch.device("cpu"))
+    assert hasattr(model, "position_embedding_table") and model.config.activation == "relu"
+    monkeypatch.chdir(pretrained)
+    train.main(["--init-from", "old.pt", "--out-dir", "new", "--device", "cpu", "--max-iters", "1",
+                "--eval-iters", "1"])
+    assert torch.load("new/last.pt", weights_only=True)["model_args"] == {
+        **checkpoint["model_args"], **train.CHANGES_OFF}
 
 
 def test_a_resume_onto_another_text_with_the_same_characters_points_to_init_from(pretrained, monkeypatch):

@@ -31,9 +31,9 @@ def test_the_same_seed_writes_the_same_text_and_another_seed_does_not(bigram_che
     assert first.startswith("\n") and len(first) == 1 + 200 + 1   # prompt, 200 characters, final newline
 
 
-def test_the_sampling_loop_is_the_models_own_generate(bigram_checkpoint, gpt_checkpoint):
+def test_the_sampling_loop_is_the_models_own_generate(bigram_checkpoint, gpt_checkpoint, changed_gpt_checkpoint):
     # The GPT's block_size is 16: 60 new characters run well past the point where the window slides.
-    for checkpoint in (bigram_checkpoint, gpt_checkpoint):
+    for checkpoint in (bigram_checkpoint, gpt_checkpoint, changed_gpt_checkpoint):
         model, _ = load(checkpoint)
         idx = torch.zeros((3, 4), dtype=torch.long)
         torch.manual_seed(7)
@@ -43,8 +43,9 @@ def test_the_sampling_loop_is_the_models_own_generate(bigram_checkpoint, gpt_che
             assert torch.equal(collect(model, idx, 60, kv_cache=kv_cache), lecture)
 
 
-def test_the_kv_cache_gives_the_full_contexts_logits(gpt_checkpoint):
-    model, chars = load(gpt_checkpoint)
+@pytest.mark.parametrize("checkpoint", ["gpt_checkpoint", "changed_gpt_checkpoint"])
+def test_the_kv_cache_gives_the_full_contexts_logits(checkpoint, request):
+    model, chars = load(request.getfixturevalue(checkpoint))
     idx = torch.randint(len(chars), (2, 16))                                     # (B, block_size)
     full, _ = model(idx)                                                         # (B, 16, vocab_size)
     cache = KVCache(model.config)

@@ -2,6 +2,7 @@
 
 import math
 
+import pytest
 import torch
 
 from gpt import GPT, GPTConfig
@@ -63,12 +64,18 @@ def test_batched_heads_compute_what_the_lectures_separate_heads_compute():
             assert abs(ours_loss.item() - reference_loss.item()) < 1e-5
 
 
-def test_a_cache_fed_several_positions_at_a_time_gives_the_full_contexts_logits():
+# Each of exercise 4's changes alone, then all of them together.
+CHANGES = [{}, dict(rope=True), dict(tie_weights=True), dict(activation="gelu"), dict(activation="relu2"),
+           dict(qk_norm=True), dict(rope=True, tie_weights=True, activation="relu2", qk_norm=True)]
+
+
+@pytest.mark.parametrize("changes", CHANGES, ids=lambda c: "+".join(f"{k}={v}" for k, v in c.items()) or "lecture")
+def test_a_cache_fed_several_positions_at_a_time_gives_the_full_contexts_logits(changes):
     """Prompt of 5, then 4 new positions at once, then 1, then 6: every call after the first has a
     filled cache and (but for the single one) several queries, so each needs its rows of the mask."""
     from gpt import KVCache
     for fused_attention in (True, False):
-        model = small_gpt(fused_attention=fused_attention, block_size=16)
+        model = small_gpt(fused_attention=fused_attention, block_size=16, **changes)
         idx = torch.randint(65, (2, 16))                                      # (B, block_size)
         full, _ = model(idx)                                                  # (B, 16, vocab_size)
         cache = KVCache(model.config)
@@ -120,3 +127,52 @@ def test_both_attention_paths_drop_attention_weights_in_training_and_none_in_eva
         assert torch.equal(model(idx)[0], model(idx)[0])                  # eval: no dropout at all
         model.train()
         assert not torch.equal(model(idx)[0], model(idx)[0])              # train: the weights' dropout
+
+
+@pytest.mark.parametrize("changes", CHANGES[1:], ids=lambda c: "+".join(f"{k}={v}" for k, v in c.items()))
+def test_each_change_keeps_the_future_hidden_and_both_attention_paths_equal(changes):
+    fused = small_gpt(fused_attention=True, **changes)
+    explicit = small_gpt(fused_attention=False, **changes)
+    explicit.load_state_dict(fused.state_dict())
+    idx = torch.randint(65, (2, 32))
+    changed = idx.clone()
+    changed[:, 20] = (idx[:, 20] + 1) % 65
+    logits = fused(idx)[0]
+    assert torch.allclose(logits, explicit(idx)[0], atol=1e-5, rtol=0)
+    assert torch.equal(logits[:, :20], fused(changed)[0][:, :20])
+    loss = fused(idx, torch.randint(65, (2, 32)))[1].item()
+    assert loss == pytest.approx(math.log(65), abs=0.1)                  # still about a fair first guess
+
+
+def test_rope_turns_pairs_of_channels_so_that_only_the_distance_between_two_positions_counts():
+    from gpt import rotate
+    q, k = torch.randn(2, 1, 1, 1, 16).unbind(0)                          # one query and one key, hs = 16
+    def score(t, s):   # the query at position t meets the key at position s
+        return (rotate(q, torch.tensor([t])) * rotate(k, torch.tensor([s]))).sum().item()
+    assert score(3, 1) == pytest.approx(score(10, 8), abs=1e-5) == pytest.approx(score(102, 100), abs=1e-4)
+    assert score(3, 1) != pytest.approx(score(3, 2), abs=1e-3)                # another distance, another score
+    turned = rotate(q, torch.tensor([5]))
+    assert torch.linalg.vector_norm(turned) == pytest.approx(torch.linalg.vector_norm(q).item())  # only turned
+    assert torch.equal(rotate(q, torch.tensor([0])), q)                       # position 0: not turned at all
+    # Pair i is channels i and i + 8, turned by 5 * 10000 ** (-i / 8): channel 0 with channel 8 by 5 radians.
+    x, y = q[..., 0].item(), q[..., 8].item()
+    assert turned[..., 0].item() == pytest.approx(x * math.cos(5) - y * math.sin(5), abs=1e-5)
+    assert turned[..., 8].item() == pytest.approx(x * math.sin(5) + y * math.cos(5), abs=1e-5)
+
+
+def test_rope_drops_the_position_table_and_a_tied_head_shares_the_embedding():
+    plain, rope, tied = small_gpt(), small_gpt(rope=True), small_gpt(tie_weights=True)
+    count = lambda model: sum(p.numel() for p in model.parameters())     # noqa: E731
+    assert count(plain) - count(rope) == 32 * 64                              # block_size x n_embd
+    assert count(plain) - count(tied) == 65 * 64                              # vocab_size x n_embd
+    assert tied.lm_head.weight is tied.token_embedding_table.weight
+    loaded = small_gpt(tie_weights=True)
+    loaded.load_state_dict(tied.state_dict())                                 # still one tensor after loading
+    assert loaded.lm_head.weight is loaded.token_embedding_table.weight
+
+
+def test_the_feed_forward_takes_the_chosen_non_linearity():
+    x = torch.linspace(-3, 3, 13)
+    for name, expected in (("relu", torch.relu(x)), ("gelu", torch.nn.functional.gelu(x)),
+                           ("relu2", torch.relu(x) ** 2)):
+        assert torch.allclose(small_gpt(activation=name).blocks[0].ffwd.net[1](x), expected)

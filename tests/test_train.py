@@ -76,6 +76,7 @@ def test_without_flags_a_cpu_machine_gets_the_cpu_recipe_and_flags_override_it()
     args, *_ = train.parse_args(["--preset", "lecture", "--device", "cpu"])
     assert (args.batch_size, args.block_size, args.n_layer, args.n_head, args.n_embd, args.dropout,
             args.max_iters) == (64, 256, 6, 6, 384, 0.2, 5000)
+    assert (args.rope, args.tie_weights, args.activation, args.qk_norm) == (False, False, "relu", False)
     args, *_ = train.parse_args(["--max-iters", "30"])     # a fixed number of steps replaces the time budget
     assert args.time_budget is None and args.max_iters == 30
 
@@ -95,7 +96,8 @@ def test_the_gpt_learns_and_its_checkpoint_holds_plain_values_only(prepared):
     assert float(read_log(prepared / "out")[0]["val_loss"]) > 3.5 and best < 2.5
     checkpoint = saved(prepared / "out" / "ckpt.pt")   # weights_only: tensors, numbers, strings, dicts
     assert checkpoint["model_args"] == {"model": "gpt", "vocab_size": len(checkpoint["vocab"]), "block_size": 16,
-                                        "n_layer": 1, "n_head": 2, "n_embd": 32, "dropout": 0.1}
+                                        "n_layer": 1, "n_head": 2, "n_embd": 32, "dropout": 0.1,
+                                        **{k: train.RECIPES["cpu"].get(k, v) for k, v in train.CHANGES_OFF.items()}}
     assert checkpoint["best_val_loss"] == best
 
 
@@ -338,6 +340,8 @@ MISTAKES = [   # (set-up, flags, environment, what the one line says)
     (None, ["--n-embd", "30", "--n-head", "4"], {}, "multiple of --n-head"),
     (None, ["--model", "bigram", "--n-layer", "2"], {}, "--n-layer is a GPT setting"),
     (None, ["--model", "bigram", "--task", "addition"], {}, "--task is a GPT setting"),
+    (None, ["--model", "bigram", "--rope"], {}, "--rope is a GPT setting"),
+    (None, ["--activation", "tanh"], {}, "--activation: invalid choice: 'tanh'"),
     (None, ["--max-iters", "10", "--time-budget", "1"], {}, "give one"),
     (make_folder("a_file_here", lambda f: {"f": b""}), ["--out-dir", "a_file_here/f/out"], {}, "--out-dir"),
     (None, ["--out-dir", "out"], {}, "out/ already holds a run; continue it with --resume"),
