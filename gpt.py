@@ -10,8 +10,9 @@ connections and layer norms, and repeat: that is the whole model, read here from
 
 Shapes in comments: B = batch, T = time (positions, at most block_size), C = channels (n_embd),
 nh = n_head, hs = head_size = C / nh. Left out on purpose: training (train.py) and sampling
-controls (generate.py); it imports nothing of the project. Below the divider at the end: two ways
-to save work without changing the model (a cheaper dropout mask, the KV cache).
+controls (generate.py); it imports nothing of the project. Below the divider at the end: two changes
+from later papers (the lecture's exercise 4; the CPU preset turns on RoPE, in place of the position
+table), and two ways to save work without changing the model (a cheaper dropout mask, the KV cache).
 """
 
 import math
@@ -21,12 +22,11 @@ import torch
 import torch.nn as nn
 from torch.nn import functional as F
 
-# Sizes: the lecture's model (10,788,929 parameters on tiny Shakespeare), and a smaller one for a CPU
-# that takes three of the later papers' changes (GPTConfig), which each learned faster in ten minutes.
+# Sizes: the lecture's model (10,788,929 parameters on tiny Shakespeare), and a smaller one for a CPU,
+# with rotary position embeddings (rotate, below), which led at step 200 with two seeds (README, EX4).
 PRESETS = {
     "lecture": dict(block_size=256, n_layer=6, n_head=6, n_embd=384, dropout=0.2),
-    "cpu": dict(block_size=128, n_layer=4, n_head=4, n_embd=256, dropout=0.1, rope=True, tie_weights=True,
-                activation="relu2"),
+    "cpu": dict(block_size=128, n_layer=4, n_head=4, n_embd=256, dropout=0.1, rope=True),
 }
 
 
@@ -44,21 +44,6 @@ class GPTConfig:
     tie_weights: bool = False     # the output head reuses the token embedding's matrix
     activation: str = "relu"      # the feed-forward's non-linearity: "relu", "gelu" or "relu2"
     qk_norm: bool = False         # queries and keys scaled to the same length before they meet
-
-
-def rotate(x, pos):
-    """Rotary position embedding, RoPE (Su et al., 2021): x (B, nh, T, hs) at positions pos (T,) -> x turned.
-
-    The hs channels of a query or key form hs/2 pairs, and pair i at position t is turned, as a point in
-    a plane, by the angle t * theta_i (theta_i from 1 down to 1/10000: some pairs turn fast, some slowly).
-    A query turned by t and a key turned by s meet at (t - s) * theta_i, so their dot product depends on
-    how far apart they are, not where they stand, and no position vector is added to the stream."""
-    hs = x.size(-1)
-    theta = 10000 ** (-torch.arange(0, hs, 2, device=x.device) / hs)   # (hs/2,)
-    angle = pos[:, None] * theta                                         # (T, hs/2)
-    x1, x2 = x.float().chunk(2, dim=-1)             # (B, nh, T, hs/2) each; pair i is x1[..., i], x2[..., i]
-    cos, sin = angle.cos(), angle.sin()
-    return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1).type_as(x)   # (B, nh, T, hs)
 
 
 class CausalSelfAttention(nn.Module):
@@ -102,10 +87,11 @@ class CausalSelfAttention(nn.Module):
         q = q.view(B, T, self.n_head, self.head_size).transpose(1, 2)    # (B, nh, T, hs)
         k = k.view(B, T, self.n_head, self.head_size).transpose(1, 2)    # (B, nh, T, hs)
         v = v.view(B, T, self.n_head, self.head_size).transpose(1, 2)    # (B, nh, T, hs)
-        if self.qk_norm:   # QK-norm (Henry et al., 2020): every query and key to unit root-mean-square, so
-            # the affinities below stay within +-sqrt(hs) and no head's softmax saturates early in training.
+        if self.qk_norm:   # QK-norm (Henry et al., 2020, less their learned scale): every query and key to
+            # unit root-mean-square, so the affinities below stay within +-sqrt(hs), however large the
+            # weights grow: a cap that keeps big models stable, and may keep a head from sharpening.
             q, k = F.rms_norm(q, (self.head_size,)), F.rms_norm(k, (self.head_size,))
-        if self.rope:      # the position enters here instead of at the embedding: see rotate() above
+        if self.rope:      # the position enters here instead of at the embedding: rotate(), below
             q, k = rotate(q, pos), rotate(k, pos)                         # (B, nh, T, hs) each
         if cache is not None:
             k, v = cache.update(layer, k, v)                              # 2 x (B, nh, Tk, hs)
@@ -138,18 +124,14 @@ class CausalSelfAttention(nn.Module):
         return self.resid_dropout(self.proj(out))                        # (B, T, C)
 
 
-class ReLUSquared(nn.Module):   # max(0, x)^2: zero below 0 as ReLU, and a gradient that grows above it
-    def forward(self, x):
-        return F.relu(x).square()
-
-
 class FeedForward(nn.Module):
     """A small two-layer network applied to each position on its own: attention gathers, this thinks."""
 
     def __init__(self, config):
         super().__init__()
-        # Between the layers, the lecture's ReLU; or GELU, a smooth ReLU (Hendrycks & Gimpel, 2016) that
-        # GPT-2 uses; or ReLU squared, which a search over Transformer variants found (So et al., 2021).
+        # Between the layers, the lecture's ReLU; or GELU, x * Phi(x) with Phi the normal distribution's
+        # CDF, a smooth ReLU (Hendrycks & Gimpel, 2016; GPT-2 uses its tanh approximation); or ReLU
+        # squared, which a search over Transformer variants found (So et al., 2021; below the divider).
         activation = {"relu": nn.ReLU, "gelu": nn.GELU, "relu2": ReLUSquared}[config.activation]()
         # 4x wider inside, as in "Attention Is All You Need" (512 -> 2048 -> 512).
         self.net = nn.Sequential(
@@ -195,14 +177,14 @@ class GPT(nn.Module):
         self.block_size = config.block_size
         self.token_embedding_table = nn.Embedding(config.vocab_size, config.n_embd)
         # Attention itself is blind to order; a learned vector per position tells it where it is
-        # (or, with config.rope, attention turns queries and keys by their position: rotate() above).
+        # (or, with config.rope, attention turns queries and keys by their position: rotate(), below).
         if not config.rope:
             self.position_embedding_table = nn.Embedding(config.block_size, config.n_embd)
         self.blocks = nn.ModuleList([Block(config) for _ in range(config.n_layer)])
         self.ln_f = nn.LayerNorm(config.n_embd)
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size)
-        if config.tie_weights:   # Press & Wolf (2017): the embedding's row for a character and the head's
-            # row that scores it can be one vector, which learns each time the character is read or predicted.
+        if config.tie_weights:   # Press & Wolf (2017): the head scores each character with the vector that
+            # embeds it, so one matrix learns from both ends of the model (and vocab_size * C weights go).
             self.lm_head.weight = self.token_embedding_table.weight             # (vocab_size, C), one tensor
 
         # Small random weights (std 0.02, as the lecture's code and GPT-2): the first loss is about
@@ -245,7 +227,7 @@ class GPT(nn.Module):
     def generate(self, idx, max_new_tokens):
         """Extend idx (B, T) by max_new_tokens sampled characters -> (B, T + max_new_tokens)."""
         for _ in range(max_new_tokens):
-            # The position table has block_size rows, so the model sees at most the last block_size.
+            # The mask (and the position table) has block_size rows: the model sees the last block_size.
             idx_cond = idx[:, -self.block_size:]                 # (B, T), T <= block_size
             logits, _ = self(idx_cond)                           # (B, T, vocab_size)
             probs = F.softmax(logits[:, -1, :], dim=-1)          # (B, vocab_size)
@@ -255,9 +237,32 @@ class GPT(nn.Module):
 
 
 # =================================================================================================
-# The model is complete above, but for its Dropout: nn.Dropout's rule with a cheaper mask on a CPU.
+# The model is complete above, but for exercise 4's changes from later papers, which GPTConfig turns
+# on (RoPE's rotate and ReLU squared), and its Dropout: nn.Dropout's rule with a cheaper mask on a CPU.
 # Then the KV cache generate.py samples with: the same logits, up to rounding, for less work.
 # =================================================================================================
+
+def rotate(x, pos):
+    """Rotary position embedding, RoPE (Su et al., 2021): x (B, nh, T, hs) at positions pos (T,) -> x turned.
+
+    The hs channels of a query or key form hs/2 pairs (channel i with channel i + hs/2: the paper pairs
+    neighbours, a relabelling the learned projections absorb), and pair i at position t is turned, as a
+    point in a plane, by the angle t * theta_i, theta_i = 10000^(-2i/hs): from 1 towards 1/10000, some
+    pairs turn fast, some slowly. Turning keeps lengths and angles, so a query turned by t and a key
+    turned by s score as if only the key were turned, by (s - t) * theta_i: their dot product depends
+    on how far apart they are, not on where they stand. Nothing is added to the token embeddings."""
+    hs = x.size(-1)
+    theta = 10000 ** (-torch.arange(0, hs, 2, device=x.device) / hs)   # (hs/2,)
+    angle = pos[:, None] * theta                                         # (T, hs/2)
+    x1, x2 = x.float().chunk(2, dim=-1)             # (B, nh, T, hs/2) each; pair i is x1[..., i], x2[..., i]
+    cos, sin = angle.cos(), angle.sin()
+    return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1).type_as(x)   # (B, nh, T, hs)
+
+
+class ReLUSquared(nn.Module):   # max(0, x)^2 ("Primer", So et al., 2021): 0 below 0, as ReLU; steeper above
+    def forward(self, x):
+        return F.relu(x).square()
+
 
 class Dropout(nn.Module):
     """nn.Dropout's rule (zero each activation with probability p, scale the rest by 1 / (1 - p)); on a

@@ -44,8 +44,8 @@ RECIPES = {
     "lecture": dict(**PRESETS["lecture"], batch_size=64, max_iters=5000, eval_interval=500,
                     eval_iters=200, learning_rate=1e-3, min_lr=1e-4, warmup_iters=100, weight_decay=0.1,
                     grad_clip=1.0, optimizer="adamw", time_budget=None, attention="fused"),
-    # What full runs found best for 10 minutes on 2 CPU cores: a smaller model that takes more steps,
-    # and Muon, which learns more per step (dropout 0.1 holds back its overfitting), where bfloat16 is
+    # What full runs found best for 10 minutes on 2 CPU cores: a smaller model (with RoPE) that takes more
+    # steps, and Muon, which learns more per step (dropout 0.1 holds back its overfitting), where bfloat16 is
     # in hardware. It trains 9.5 minutes, whatever a step costs (max_iters only draws the schedule).
     "cpu": dict(**PRESETS["cpu"], batch_size=48, max_iters=1100, eval_interval=200, eval_iters=20,
                 learning_rate=2e-3, min_lr=2e-4, warmup_iters=100, weight_decay=0.1, grad_clip=1.0,

@@ -66,6 +66,14 @@ Measured on 2026-12-02, the same AVX2-only EPYC, float32 (the lecture's exercise
 - pretraining on dict-gcide (README, EX3): scratch 9.5 min 2.1447 (252 steps); pretrain 6 min
   (174 steps, gcide val 2.4023; 3.4527 on Shakespeare) + fine-tune 3.5 min at 1e-3: 2.5491
   (96 steps); scratch 3.5 min: 2.5348 (93 steps). One run each.
+- the papers' changes (README, EX4), python train.py with nothing else running, each alone on the
+  recipe before them (learned positions, separate head, ReLU): that recipe 2.0736 (265 steps; step
+  200: 2.1510); --rope 1.9917 (238; 2.0151); --tie-weights 1.9922 (269; 2.0712); --activation relu2
+  1.9920 (262; 2.0551); --activation gelu 2.4034 (270; 2.4442); --qk-norm 2.3472 (257; 2.3893).
+  Together: --rope --tie-weights --activation relu2 2.0248 (226; 2.0398); --rope --tie-weights
+  2.1183 (226; 2.1327). Another seed, --seed 1: the recipe before 2.0967 (267; 2.1832), --rope
+  1.9290 (256; 1.9712). --rope again, as python train.py is now: 1.8789 (297; 1.9508): the same
+  command as the first --rope run, 59 steps more; this machine's speed varies by a fifth.
 
 The CPU recipe's search (full runs of python train.py, with the flags of their day; VM-24 and VM-25: AMD EPYC with AVX512-BF16,
 VM-25 about 2x faster per step; VM-30: Intel Xeon with AMX, 2.5x slower per step than VM-25;
