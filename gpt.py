@@ -227,7 +227,7 @@ class GPT(nn.Module):
     def generate(self, idx, max_new_tokens):
         """Extend idx (B, T) by max_new_tokens sampled characters -> (B, T + max_new_tokens)."""
         for _ in range(max_new_tokens):
-            # The mask (and the position table) has block_size rows: the model sees the last block_size.
+            # The mask (and the position table) have block_size rows: the model sees the last block_size.
             idx_cond = idx[:, -self.block_size:]                 # (B, T), T <= block_size
             logits, _ = self(idx_cond)                           # (B, T, vocab_size)
             probs = F.softmax(logits[:, -1, :], dim=-1)          # (B, vocab_size)
