@@ -157,6 +157,11 @@ def fail(message):   # a mistake the user can fix: one line, exit status 1, no t
     raise SystemExit(f"generate.py: error: {message}")
 
 
+def out_of_memory(error):   # CUDA's own error, or a RuntimeError of the CPU's or MPS allocator, by its words
+    return isinstance(error, (torch.OutOfMemoryError, MemoryError)) or any(
+        words in str(error) for words in ("DefaultCPUAllocator: ", "MPS backend out of memory"))
+
+
 def load_model(path, device):
     """A checkpoint of train.py -> (model in eval mode, vocabulary); weights_only: no code can run."""
     try:
@@ -242,7 +247,9 @@ def main(argv=None):
                 write_whole(args.attention_png, attention_png(weights))
         else:
             printed = "".join(write_samples(model, chars, prompt, args) for prompt in prompts)
-    except (torch.OutOfMemoryError, MemoryError):
+    except (torch.OutOfMemoryError, MemoryError, RuntimeError) as e:
+        if not out_of_memory(e):
+            raise   # a bug: Python's own traceback
         fail("out of memory: try a smaller --num-samples")
     except KeyboardInterrupt:   # Ctrl-C: stop writing; --out is left as it was
         sys.exit(130)

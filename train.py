@@ -49,7 +49,7 @@ RECIPES = {
     # in hardware. It trains 9.5 minutes, whatever a step costs (max_iters only draws the schedule).
     "cpu": dict(**PRESETS["cpu"], batch_size=48, max_iters=1100, eval_interval=200, eval_iters=20,
                 learning_rate=2e-3, min_lr=2e-4, warmup_iters=100, weight_decay=0.1, grad_clip=1.0,
-                optimizer="muon" if CPU_BFLOAT16 else "adamw", time_budget=9.5, attention="explicit"),
+                optimizer="auto", time_budget=9.5, attention="explicit"),
     # --task addition: a small GPT; its block_size is 3 * digits + 2, a problem less its last character.
     "addition": dict(n_layer=2, n_head=4, n_embd=128, dropout=0.0, batch_size=64, max_iters=2000,
                      eval_interval=250, eval_iters=10, learning_rate=1e-3, min_lr=1e-4, warmup_iters=100,
@@ -262,7 +262,7 @@ def train(args, saved=None, init=None):
             progress.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.1e}", refresh=False)
             progress.update()
     finish(args, model, optimizers, scaler, data_info, iter_num, best_val_loss, time.monotonic() - start,
-           stop.signal, ranks, lock)
+           0 if done else stop.signal, ranks, lock)   # a signal in the last step: the run is whole
     return best_val_loss
 
 
@@ -273,6 +273,11 @@ def train(args, saved=None, init=None):
 
 def fail(message):   # a mistake the user can fix: one line naming the fix, exit status 1, no traceback
     raise SystemExit(f"train.py: error: {message}")
+
+
+def out_of_memory(error):   # CUDA's own error, or a RuntimeError of the CPU's or MPS allocator, by its words
+    return isinstance(error, (torch.OutOfMemoryError, MemoryError)) or any(
+        words in str(error) for words in ("DefaultCPUAllocator: ", "MPS backend out of memory"))
 
 
 def set_up(args):
@@ -367,19 +372,24 @@ def wrap_for_step(model, args, ranks, iter_num):
 # weights (what generate.py samples); last.pt, the state --resume continues from; log.csv.
 
 def claim_out_dir(args, saved):
-    """Lock --out-dir -> the lock. A run there is only continued (--resume) or replaced (--overwrite)."""
+    """Lock --out-dir -> the lock (None where the system has no flock). A run there is only continued
+    (--resume) or replaced (--overwrite)."""
     ckpt, last, log = (os.path.join(args.out_dir, name) for name in ("ckpt.pt", "last.pt", "log.csv"))
+    lock = None
     try:
         os.makedirs(args.out_dir, exist_ok=True)
-        lock = os.open(args.out_dir, os.O_RDONLY)
         import fcntl   # Linux and macOS
+        lock = os.open(args.out_dir, os.O_RDONLY)
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)   # held until closed, or the process ends
+    except ImportError:   # Windows
+        print(f"note: this system cannot lock {args.out_dir}/; run one train.py at a time there")
     except BlockingIOError:
         fail(f"another train.py is running in {args.out_dir}/; wait for it, or use another --out-dir")
     except OSError as e:
         fail(f"cannot write to --out-dir {args.out_dir}: {e.strerror}")
     if saved is None and not args.overwrite and any(map(os.path.exists, (ckpt, last, log))):
-        os.close(lock)
+        if lock is not None:
+            os.close(lock)
         fail(f"{args.out_dir}/ already holds a run; continue it with --resume, start over there with "
              f"--overwrite, or train in another --out-dir")
     for path in [ckpt + ".tmp", last + ".tmp"] + ([ckpt, last] if saved is None else []):
@@ -474,14 +484,16 @@ def resume(saved, model, optimizers, scaler, data_info, args, device):
 
 def finish(args, model, optimizers, scaler, data_info, iter_num, best_val_loss, seconds, signal_number, ranks,
            lock):
-    """Save the state the run ended in (also after a signal), unlock --out-dir, say what is where."""
+    """After a signal, save the state the run stopped in; unlock --out-dir; say what is where."""
     if ranks.size > 1:
         torch.distributed.barrier()   # no rank leaves while rank 0 still evaluates
         torch.distributed.destroy_process_group()
         if not ranks.master:
             return
-    save_run(args, model, optimizers, scaler, data_info, iter_num, best_val_loss, seconds)
-    os.close(lock)
+    if signal_number and iter_num % args.eval_interval:   # else the evaluation at this step saved it
+        save_run(args, model, optimizers, scaler, data_info, iter_num, best_val_loss, seconds)
+    if lock is not None:
+        os.close(lock)
     out = args.out_dir
     best = f"best val loss {best_val_loss:.4f}: {out}/ckpt.pt, the weights generate.py samples"
     if signal_number:
@@ -624,7 +636,8 @@ def parse_args(argv=None):
        "ReLU squared, So et al., 2021)")
     hp("--qk-norm", action=argparse.BooleanOptionalAction, help="queries and keys to unit root-mean-square "
        "before they meet (Henry et al., 2020)")
-    hp("--optimizer", choices=["adamw", "muon"], help="muon: Muon for the blocks' matrices, AdamW elsewhere")
+    hp("--optimizer", choices=["adamw", "muon", "auto"], help="muon: Muon for the blocks' matrices, AdamW "
+       "elsewhere; auto: muon where the CPU multiplies bfloat16 in hardware (Muon's own format), else adamw")
     hp("--attention", choices=["fused", "explicit"], help="one fused PyTorch call, or the explicit math")
     add("--device", choices=["auto", "cpu", "cuda", "mps"], help="where to train (default: auto)")
     add("--dtype", choices=["auto", "float32", "bfloat16", "float16"], help="number format of the matrix "
@@ -669,12 +682,17 @@ def parse_args(argv=None):
     for name, value in {**defaults, **RECIPES[args.preset]}.items():
         if getattr(args, name, None) is None and name not in kept:
             setattr(args, name, value)
+    if args.optimizer == "auto":
+        args.optimizer = "muon" if CPU_BFLOAT16 else "adamw"
     if "max_iters" in given:   # a fixed number of steps: the same run on every machine
         args.time_budget = None
     if args.task == "addition":   # block_size: "a+b=" and the sum, less its last digit (never an input)
         args.block_size = 3 * args.digits + 2
     if args.model == "gpt" and args.n_embd % args.n_head:
         fail(f"--n-embd {args.n_embd} must be a multiple of --n-head {args.n_head}")
+    if args.model == "gpt" and args.rope and args.n_embd // args.n_head % 2:
+        fail(f"--rope turns channels in pairs, so the head size --n-embd / --n-head must be even, got "
+             f"{args.n_embd} / {args.n_head}; change either, or add --no-rope")
     return args, saved, init
 
 
@@ -682,7 +700,9 @@ def main(argv=None):
     args, saved, init = parse_args(argv)
     try:
         train(args, saved, init)
-    except (torch.OutOfMemoryError, MemoryError):
+    except (torch.OutOfMemoryError, MemoryError, RuntimeError) as e:
+        if not out_of_memory(e):
+            raise   # a bug: Python's own traceback
         fail("out of memory: lower --batch-size first, then --block-size or --n-embd")
     except KeyboardInterrupt:   # a second Ctrl-C: stop at once
         raise SystemExit(f"train.py: interrupted; {args.out_dir}/ holds the last checkpoints saved whole")

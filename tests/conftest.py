@@ -1,5 +1,6 @@
 """Shared helpers for the tests: a small text of our own, a prepared data/ folder, script runs."""
 
+import os
 import random
 import subprocess
 import sys
@@ -9,6 +10,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # so tests can `import prepare, bigram, train, generate`
+# The same suite on every machine: a GPU stays hidden from the tests and the scripts they start (a test
+# of what a GPU changes patches the probe), and each test names the optimiser and number format it is
+# about. tests/probe/sitecustomize.py runs the suite as with or without a CPU's bfloat16 hardware.
+os.environ["CUDA_VISIBLE_DEVICES"] = ""
 
 # The full text where CI and developers keep it; real users download it with prepare.py.
 SHAKESPEARE = ROOT.parent / "shared" / "data" / "tinyshakespeare" / "input.txt"
@@ -86,10 +91,14 @@ def changed_gpt_checkpoint(tmp_path_factory):
         "--dtype", "float32", "--rope", "--tie-weights", "--activation", "relu2", "--qk-norm"])
 
 
-def run_script(script, *args, cwd, timeout=300, stdin=None):
-    """Run one of the project's scripts as a user would, from `cwd`; returns the CompletedProcess."""
-    return subprocess.run([sys.executable, str(ROOT / script), *map(str, args)], cwd=cwd,
-                          capture_output=True, text=True, timeout=timeout, input=stdin)
+def run_script(script, *args, cwd, timeout=300, stdin=None, memory_gb=None):
+    """Run one of the project's scripts as a user would, from `cwd`; returns the CompletedProcess.
+    memory_gb: the most address space it may take, so that a larger allocation fails at once."""
+    def limit_memory():
+        import resource   # POSIX
+        resource.setrlimit(resource.RLIMIT_AS, (memory_gb << 30, memory_gb << 30))
+    return subprocess.run([sys.executable, str(ROOT / script), *map(str, args)], cwd=cwd, capture_output=True,
+                          text=True, timeout=timeout, input=stdin, preexec_fn=memory_gb and limit_memory)
 
 
 def train_here(folder, *flags):

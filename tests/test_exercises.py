@@ -129,7 +129,7 @@ def pretrained(tmp_path_factory):
     prepare_text(folder, "other", make_text(seed=5)[::-1], vocab="".join(big["chars"]))
     train_here(folder, "--n-layer", "1", "--n-head", "2", "--n-embd", "32", "--block-size", "16",
                "--batch-size", "16", "--max-iters", "100", "--eval-interval", "50", "--eval-iters", "4",
-               "--device", "cpu", "--dtype", "float32", "--learning-rate", "3e-3")
+               "--device", "cpu", "--dtype", "float32", "--optimizer", "adamw", "--learning-rate", "3e-3")
     return folder
 
 
@@ -137,7 +137,7 @@ def test_init_from_starts_a_fresh_run_from_the_weights_and_sizes(pretrained, cap
     ckpt = pretrained / "out" / "ckpt.pt"
     train_here(pretrained, "--init-from", ckpt, "--data-dir", pretrained / "other", "--out-dir",
                pretrained / "tuned", "--max-iters", "20", "--eval-interval", "10", "--eval-iters", "4",
-               "--device", "cpu", "--dtype", "float32", "--learning-rate", "1e-3")
+               "--device", "cpu", "--dtype", "float32", "--optimizer", "adamw", "--learning-rate", "1e-3")
     with open(pretrained / "tuned" / "log.csv", newline="") as f:
         log = list(csv.DictReader(f))
     assert [row["iter"] for row in log] == ["0", "10", "20"]               # step 0 and a log of its own

@@ -9,7 +9,7 @@ import torch
 
 import generate
 from conftest import ROOT, assert_one_line_error, run_script
-from gpt import KVCache
+from gpt import GPT, GPTConfig, KVCache
 
 
 def load(checkpoint):
@@ -184,3 +184,17 @@ def test_user_mistakes_are_one_line(bigram_checkpoint, tmp_path, monkeypatch, fl
         generate.main(["--checkpoint", str(bigram_checkpoint), "--max-new-tokens", "5", *flags])
     assert isinstance(error.value.code, str) and "\n" not in error.value.code, error.value.code
     assert error.value.code.startswith("generate.py: error: ") and message in error.value.code, error.value.code
+
+
+def test_an_allocation_that_fails_is_one_line_and_a_bug_still_shows_its_traceback(tmp_path):
+    # A model with a long context: 200,000 samples at once need a 26 GB key cache, more than 12 GB of
+    # address space allows, so the CPU allocator fails. A RuntimeError of another kind is a bug.
+    config = GPTConfig(vocab_size=3, block_size=1024, n_layer=1, n_head=2, n_embd=32, dropout=0.0)
+    torch.save({"model": GPT(config).state_dict(), "vocab": "abc", "model_args": {
+        "model": "gpt", **{k: getattr(config, k) for k in ("vocab_size", "block_size", "n_layer", "n_head",
+                                                         "n_embd", "dropout")}}}, tmp_path / "long.pt")
+    result = run_script("generate.py", "--checkpoint", "long.pt", "--prompt", "a", "--num-samples", "200000",
+                        "--max-new-tokens", "2", cwd=tmp_path, memory_gb=12)
+    assert_one_line_error(result, "out of memory: try a smaller --num-samples")
+    assert not generate.out_of_memory(RuntimeError("mat1 and mat2 shapes cannot be multiplied (2x3 and 4x5)"))
+

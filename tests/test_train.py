@@ -69,10 +69,15 @@ def test_muon_takes_the_blocks_matrices_adamw_the_rest_and_decay_spares_biases_a
     assert len(in_muon) + len(decay["params"]) + len(no_decay["params"]) == len(list(model.parameters()))
 
 
-def test_without_flags_a_cpu_machine_gets_the_cpu_recipe_and_flags_override_it():
-    args, *_ = train.parse_args(["--device", "cpu", "--n-layer", "2"])
-    assert (args.model, args.preset, args.n_layer) == ("gpt", "cpu", 2) and args.optimizer == ("muon" if train.CPU_BFLOAT16 else "adamw")
+def test_without_flags_a_cpu_machine_gets_the_cpu_recipe_and_flags_override_it(monkeypatch):
+    for bfloat16_hardware, optimizer in ((True, "muon"), (False, "adamw")):   # Muon where bfloat16 is fast
+        monkeypatch.setattr(train, "CPU_BFLOAT16", bfloat16_hardware)
+        args, *_ = train.parse_args(["--device", "cpu", "--n-layer", "2"])
+        assert (args.model, args.preset, args.n_layer, args.optimizer) == ("gpt", "cpu", 2, optimizer)
+        assert train.parse_args(["--optimizer", "adamw"])[0].optimizer == "adamw"
     assert args.n_embd == train.RECIPES["cpu"]["n_embd"] and args.max_iters == 1100
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)   # a GPU: the lecture's model, unless told
+    assert [train.parse_args(flags)[0].preset for flags in ([], ["--device", "cpu"])] == ["lecture", "cpu"]
     args, *_ = train.parse_args(["--preset", "lecture", "--device", "cpu"])
     assert (args.batch_size, args.block_size, args.n_layer, args.n_head, args.n_embd, args.dropout,
             args.max_iters) == (64, 256, 6, 6, 384, 0.2, 5000)
@@ -338,6 +343,7 @@ MISTAKES = [   # (set-up, flags, environment, what the one line says)
     (None, ["--seed", str(2**70)], {}, "--seed"),
     (None, ["--optimizer", "sgd"], {}, "--optimizer"),
     (None, ["--n-embd", "30", "--n-head", "4"], {}, "multiple of --n-head"),
+    (None, ["--n-embd", "36", "--n-head", "4", "--rope"], {}, "head size --n-embd / --n-head must be even"),
     (None, ["--model", "bigram", "--n-layer", "2"], {}, "--n-layer is a GPT setting"),
     (None, ["--model", "bigram", "--task", "addition"], {}, "--task is a GPT setting"),
     (None, ["--model", "bigram", "--rope"], {}, "--rope is a GPT setting"),
@@ -355,7 +361,7 @@ MISTAKES = [   # (set-up, flags, environment, what the one line says)
      ["--resume", "--out-dir", "cut"], {}, "cut/last.pt is not a readable checkpoint"),
     (make_folder("alien", lambda f: {"last.pt": pickled({"weights": torch.zeros(2)})}),
      ["--resume", "--out-dir", "alien"], {}, "not a checkpoint of train.py to start from (it has no model, model_args"),
-    (None, ["--device", "cuda"] if not torch.cuda.is_available() else ["--model", "x"], {}, "cuda"),
+    (None, ["--device", "cuda"], {}, "this machine has no cuda; add --device cpu"),   # CUDA hidden below
     (None, [], {"WORLD_SIZE": "2"}, "start the processes with torchrun, or unset WORLD_SIZE"),
     (None, [], {"WORLD_SIZE": "2", "RANK": "two", "LOCAL_RANK": "0", "MASTER_ADDR": "x", "MASTER_PORT": "1"},
      "whole numbers"),
@@ -369,6 +375,7 @@ def test_user_mistakes_are_one_line_and_leave_the_earlier_run_as_it_was(
         setup(finished_run)
     before = {p.name: p.read_bytes() for p in (finished_run / "out").iterdir()}
     monkeypatch.chdir(finished_run)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)   # as on a machine without CUDA
     for name, value in environment.items():
         monkeypatch.setenv(name, value)
     out_dir = [] if "--out-dir" in flags else ["--out-dir", "out" if "--resume" in flags else "fresh"]
@@ -389,3 +396,26 @@ def finished_run(prepared, bigram_checkpoint):
 def test_out_of_memory_is_one_line_naming_the_flag_to_lower(prepared):
     result = run_script("train.py", *TINY, "--batch-size", "100000000", "--max-iters", "1", cwd=prepared)
     assert_one_line_error(result, "out of memory", "--batch-size")
+
+
+def test_an_allocation_that_fails_past_the_estimate_is_one_line_too(prepared):
+    # The estimate counts activations, not weights: a width of 40,000 passes it, and its first matrix
+    # (120,000 x 40,000 floats, 19 GB) is more than 12 GB of address space allows: the CPU allocator's error.
+    result = run_script("train.py", *TINY, "--n-embd", "40000", "--max-iters", "1", cwd=prepared, memory_gb=12)
+    assert_one_line_error(result, "out of memory", "--n-embd")
+
+
+def test_without_flock_as_on_windows_a_run_says_so_once_trains_and_resumes(prepared, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "fcntl", None)   # `import fcntl` fails, as it does on Windows
+    train_here(prepared, *TINY, "--optimizer", "adamw", "--max-iters", "10", "--eval-interval", "5")
+    train_here(prepared, "--resume", "--max-iters", "15")
+    printed = capsys.readouterr().out
+    assert printed.count("this system cannot lock") == 2 and "step 15:" in printed
+    assert saved(prepared / "out" / "last.pt")["iter_num"] == 15
+
+
+def test_the_end_of_a_run_writes_last_pt_once_at_its_last_evaluation(prepared, monkeypatch):
+    writes, write_whole = [], train.write_whole
+    monkeypatch.setattr(train, "write_whole", lambda path, data: writes.append(path) or write_whole(path, data))
+    train_here(prepared, *TINY, "--optimizer", "adamw", "--max-iters", "20", "--eval-interval", "10")
+    assert [os.path.basename(path) for path in writes].count("last.pt") == 3   # steps 0, 10 and 20
