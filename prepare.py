@@ -2,9 +2,10 @@
 Step 1 of the lesson: turn a text into numbers a model can learn from.
 
 A character-level model reads one character at a time, so the tokenizer is the sorted list of the
-text's distinct characters: character i has id i. This script encodes the text into ids and splits
-it: the first 90% to train on, the last 10% held out to tell learning from memorising. It writes
-data/train.bin, data/val.bin (one byte per id; two beyond 256 characters) and data/vocab.json.
+text's distinct characters: character i has id i (the lecture's stoi; itos turns ids back). This script
+encodes the text into ids and splits it: the first 90% to train on, the last 10% held out to tell
+learning from memorising. It writes data/train.bin, data/val.bin (one byte per id; two beyond 256
+characters) and data/vocab.json.
 
     python prepare.py                      # tiny Shakespeare, downloaded to data/input.txt
     python prepare.py --input my_text.txt  # any UTF-8 text (or a pipe: --input /dev/stdin)
@@ -16,7 +17,6 @@ import codecs
 import hashlib
 import json
 import os
-import shutil
 import signal
 import sys
 import urllib.request
@@ -25,7 +25,6 @@ import numpy as np
 
 SHAKESPEARE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
 SHAKESPEARE_SHA256 = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
-mask_signals = getattr(signal, "pthread_sigmask", lambda how, signals: None)   # POSIX; elsewhere a no-op
 
 
 def build_vocab(text, chars=""):
@@ -33,15 +32,38 @@ def build_vocab(text, chars=""):
     return "".join(sorted(set(text) | set(chars)))
 
 
-def encode(text, chars):
-    """text -> its ids (N,), [chars.index(c) for c in text] as one array lookup instead of a Python loop."""
-    lookup = np.full(0x110000, -1, dtype=np.int64)   # an id for every Unicode code point; -1: not in chars
-    lookup[[ord(c) for c in chars]] = np.arange(len(chars))
-    return lookup[np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)]   # (N,): one per character
+def encode(text, chars):   # a string -> its ids, through the lecture's stoi: string to integer
+    stoi = {ch: i for i, ch in enumerate(chars)}
+    return [stoi[c] for c in text]
 
 
-def decode(ids, chars):   # ids -> the text they stand for
-    return "".join(chars[i] for i in ids)
+def decode(ids, chars):   # ids -> the string they stand for, through the lecture's itos: integer to string
+    itos = {i: ch for i, ch in enumerate(chars)}
+    return "".join(itos[i] for i in ids)
+
+
+# The same vocabulary and ids, for texts of gigabytes: numpy on the characters' numbers, not a Python loop
+# per character (tests/test_prepare.py proves that these give what build_vocab and encode give).
+
+def distinct_chars(text):   # build_vocab(text): the code points that occur, counted instead of put in a set
+    return "".join(map(chr, np.flatnonzero(np.bincount(code_points(text)))))
+
+
+def encode_array(text, chars):   # encode(text, chars) as an array (N,); a character not in chars gets -1
+    table = np.full(0x110000, -1, dtype=np.int32)   # (every code point,): its id, all looked up in one step
+    table[code_points(chars)] = np.arange(len(chars))
+    return table[code_points(text)]                  # (N,)
+
+
+def code_points(text):   # the characters' numbers (N,): one byte each when all are ASCII, 4x less to move
+    if text.isascii():
+        return np.frombuffer(text.encode("ascii"), dtype=np.uint8)     # (N,)
+    return np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)   # (N,)
+
+
+# ----- Above, the tokenizer. Below, prepare(): the split of a text of any size, and the machinery -----
+
+mask_signals = getattr(signal, "pthread_sigmask", lambda how, signals: None)   # POSIX; elsewhere a no-op
 
 
 def prepare(input_path, data_dir, val_fraction, chunk_bytes=1 << 22, vocab=None):
@@ -50,16 +72,18 @@ def prepare(input_path, data_dir, val_fraction, chunk_bytes=1 << 22, vocab=None)
     vocab: characters to use instead of the text's own, which must be among them (a pretrained model's)."""
     names = [os.path.join(data_dir, name) for name in ("train.bin", "val.bin", "vocab.json")]
     copy = os.path.join(data_dir, "input.copy.tmp")
+    path = input_path   # what is read: the text itself, or a copy of a pipe
     try:
         os.makedirs(data_dir, exist_ok=True)
-        if os.path.exists(input_path) and not os.path.isfile(input_path) and not os.path.isdir(input_path):
-            with open(input_path, "rb") as pipe, open(copy, "wb") as f:   # a pipe cannot be read twice
-                shutil.copyfileobj(pipe, f)
-            input_path = copy
+        if not os.path.isfile(input_path):   # a pipe cannot be read twice (read_chunks refuses a folder)
+            with open(copy, "wb") as f:
+                for raw, _ in read_chunks(input_path, chunk_bytes):
+                    f.write(raw)
+            path = copy
         chars, n, digest = "", 0, hashlib.sha256()
-        for text in read_chunks(input_path, chunk_bytes):              # pass 1
-            chars, n = build_vocab(text, chars), n + len(text)
-            digest.update(text.encode("utf-8"))                         # which text: train.py --resume checks
+        for raw, text in read_chunks(path, chunk_bytes):               # pass 1
+            chars, n = build_vocab(distinct_chars(text), chars), n + len(text)
+            digest.update(raw)   # the text's UTF-8 bytes: which text it was, as train.py --resume checks
         unknown = sorted(set(chars) - set(vocab or chars))
         if unknown:
             fail(f"{input_path} has characters the vocabulary lacks: {''.join(unknown)!r}; remove them")
@@ -73,9 +97,9 @@ def prepare(input_path, data_dir, val_fraction, chunk_bytes=1 << 22, vocab=None)
         dtype = np.uint8 if len(chars) <= 2**8 else np.uint16
         with open(names[0] + ".tmp", "wb") as train_file, open(names[1] + ".tmp", "wb") as val_file:
             done = 0
-            for text in read_chunks(input_path, chunk_bytes):          # pass 2
-                ids = encode(text, chars).astype(dtype)                # (chunk,)
-                cut = min(len(ids), max(0, n_train - done))            # how much of this chunk is train
+            for raw, text in read_chunks(path, chunk_bytes):           # pass 2
+                ids = encode_array(text, chars).astype(dtype)           # (chunk,)
+                cut = min(len(ids), max(0, n_train - done))             # how much of this chunk is train
                 train_file.write(ids[:cut].tobytes())
                 val_file.write(ids[cut:].tobytes())
                 done += len(ids)
@@ -94,26 +118,30 @@ def prepare(input_path, data_dir, val_fraction, chunk_bytes=1 << 22, vocab=None)
     except OSError as e:
         fail(f"cannot write to {data_dir}/ ({e.strerror}); its earlier files are unchanged")
     finally:
-        for path in [name + ".tmp" for name in names] + [copy]:   # after a failure: no half file left
-            if os.path.exists(path):
-                os.remove(path)
+        for tmp in [name + ".tmp" for name in names] + [copy]:   # after a failure: no half file left
+            if os.path.exists(tmp):
+                os.remove(tmp)
         mask_signals(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})   # a Ctrl-C that waited: now
 
 
 def read_chunks(path, chunk_bytes):
-    """Yield the UTF-8 text of path in pieces (a character split between two reads is carried over)."""
-    if not os.path.isfile(path):
+    """Yield path's bytes in pieces, each with its UTF-8 text (a character split between two reads is
+    carried over), so hashing the bytes hashes the text. A failed read ends the script, naming path."""
+    if os.path.isdir(path) or not os.path.exists(path):
         fail(f"{path} is not a file; give a text file" if os.path.exists(path) else f"no such file: {path}")
     decoder = codecs.getincrementaldecoder("utf-8")()
-    with open(path, "rb") as f:
-        while raw := f.read(chunk_bytes):
-            try:
+    try:
+        with open(path, "rb") as f:
+            while raw := f.read(chunk_bytes):
                 text = decoder.decode(raw)
-            except UnicodeDecodeError:
-                fail(f"{path} is not UTF-8 text; convert it first, e.g. with iconv -t UTF-8")
-            if "\0" in text:
-                fail(f"{path} looks binary (it holds NUL bytes), not like a text")
-            yield text
+                if "\0" in text:
+                    fail(f"{path} looks binary (it holds NUL bytes), not like a text")
+                yield raw, text
+        decoder.decode(b"", final=True)   # a text that ends inside a character is not UTF-8 either
+    except UnicodeDecodeError:
+        fail(f"{path} is not UTF-8 text; convert it first, e.g. with iconv -t UTF-8")
+    except OSError as e:
+        fail(f"cannot read {path} ({e.strerror}); nothing was written")
 
 
 def download_shakespeare(path, url=SHAKESPEARE_URL):

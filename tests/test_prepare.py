@@ -3,6 +3,7 @@
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 
@@ -21,16 +22,25 @@ def test_encode_then_decode_gives_back_the_text():
     text = make_text()
     chars = prepare.build_vocab(text)
     ids = prepare.encode(text, chars)
-    assert ids.shape == (len(text),) and ids.min() == 0 and ids.max() == len(chars) - 1
+    assert len(ids) == len(text) and min(ids) == 0 and max(ids) == len(chars) - 1
     assert prepare.decode(ids, chars) == text
-    assert list(prepare.encode("hello", " dehlorw")) == [3, 2, 4, 4, 5]
-    assert list(prepare.encode("hex!", " dehlorw")) == [3, 2, -1, -1]   # not in the vocabulary: -1
+    assert prepare.encode("hello", " dehlorw") == [3, 2, 4, 4, 5]
 
 
 def test_encode_works_beyond_ascii():
     text = "Grüße, 世界! 🙂"
     chars = prepare.build_vocab(text)
     assert prepare.decode(prepare.encode(text, chars), chars) == text
+
+
+@pytest.mark.parametrize("text", [make_text(), "Grüße, 世界! 🙂 naïve café\n"], ids=["ascii", "beyond-ascii"])
+def test_the_fast_path_gives_the_same_vocabulary_and_ids_as_the_lectures(text):
+    chars = prepare.build_vocab(text)
+    assert prepare.distinct_chars(text) == chars
+    wider = prepare.build_vocab(text, "é€")   # more characters than the text has, as a pretrained model's
+    for vocabulary in (chars, wider):
+        assert prepare.encode_array(text, vocabulary).tolist() == prepare.encode(text, vocabulary)
+    assert prepare.encode_array("hex!", " dehlorw").tolist() == [3, 2, -1, -1]   # not in the vocabulary
 
 
 def test_split_is_first_90_percent_train_last_10_percent_val(tmp_path, text_file):
@@ -116,6 +126,7 @@ def write(path, content):
     (lambda d: ["--input", d], "is not a file"),
     (lambda d: ["--input", write(d / "empty.txt", b"")], "has 0 characters"),
     (lambda d: ["--input", write(d / "latin1.txt", b"caf\xe9 au lait")], "is not UTF-8"),
+    (lambda d: ["--input", write(d / "cut.txt", "a few words, 5 €".encode()[:-1])], "is not UTF-8"),
     (lambda d: ["--input", write(d / "zip.txt", b"PK\x03\x04\x00\x00 binary")], "looks binary"),
     (lambda d: ["--input", write(d / "abc.txt", b"abc")], "leaves 2 to train on and 1 to validate"),
     (lambda d: ["--input", write(d / "cjk.txt", "".join(chr(c) for c in range(0x4E00, 0x4E00 + 70_000)
@@ -135,7 +146,25 @@ def test_user_mistakes_are_one_line_and_leave_data_as_it_was(tmp_path, flags, me
     assert os.listdir(data) == ["vocab.json"] and (data / "vocab.json").read_text() == "an earlier run"
 
 
-def test_a_disk_that_fills_up_leaves_the_earlier_files_whole(prepared, tmp_path):
+@pytest.mark.skipif(sys.platform != "linux", reason="needs Linux's /proc/self/mem and /dev/stdin")
+@pytest.mark.parametrize("path, error", [
+    ("/proc/self/mem", "Input/output error"),           # a regular file whose read at offset 0 fails (EIO)
+    ("/dev/stdin", "No such device or address"),       # a pipe to copy: a socket cannot be opened by name
+])
+def test_a_read_error_names_the_input_not_data_and_leaves_data_as_it_was(tmp_path, path, error):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "vocab.json").write_text("an earlier run", encoding="utf-8")
+    here, there = socket.socketpair()
+    with here, there:
+        result = subprocess.run([sys.executable, str(ROOT / "prepare.py"), "--input", path], cwd=tmp_path,
+                                stdin=there, capture_output=True, text=True)
+    assert_one_line_error(result, f"prepare.py: error: cannot read {path} ({error}); nothing was written")
+    assert os.listdir(data) == ["vocab.json"] and (data / "vocab.json").read_text() == "an earlier run"
+
+
+@pytest.mark.parametrize("through_a_pipe", [False, True])   # a pipe fills the disk with its copy
+def test_a_disk_that_fills_up_leaves_the_earlier_files_whole(prepared, tmp_path, through_a_pipe):
     resource = pytest.importorskip("resource")
     before = {p.name: p.read_bytes() for p in (prepared / "data").iterdir()}
     bigger = tmp_path / "bigger.txt"
@@ -144,7 +173,8 @@ def test_a_disk_that_fills_up_leaves_the_earlier_files_whole(prepared, tmp_path)
     def no_file_past_100_kb():   # the kernel refuses the write (EFBIG) as a full disk refuses it
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))
-    result = subprocess.run([sys.executable, str(ROOT / "prepare.py"), "--input", str(bigger)], cwd=prepared,
-                            capture_output=True, text=True, preexec_fn=no_file_past_100_kb)
+    path, stdin = ("/dev/stdin", bigger.read_text(encoding="utf-8")) if through_a_pipe else (bigger, None)
+    result = subprocess.run([sys.executable, str(ROOT / "prepare.py"), "--input", str(path)], cwd=prepared,
+                            input=stdin, capture_output=True, text=True, preexec_fn=no_file_past_100_kb)
     assert_one_line_error(result, "File too large", "earlier files are unchanged")
     assert {p.name: p.read_bytes() for p in (prepared / "data").iterdir()} == before
