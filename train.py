@@ -188,15 +188,7 @@ def train(args, saved=None, init=None):
     (fine-tuning: its weights, with a fresh optimiser, schedule and log). -> the best validation loss."""
     device, dtype, ranks = set_up(args)   # says which device and number format, and why
     data_info, train_batch, eval_batches = make_batches(args, device)
-    chars = "".join(data_info["chars"])
-    gpt_args = {k: getattr(args, k) for k in GPT_ARGS}
-    config = GPTConfig(vocab_size=len(chars), **gpt_args, fused_attention=args.attention == "fused")
-    model = (GPT(config) if args.model == "gpt" else BigramLanguageModel(len(chars))).to(device)
-    if init is not None:   # Exercise 3: pretrained weights (parse_args took the sizes from the same file)
-        if init["vocab"] != chars:
-            fail(f"{args.init_from} knows other characters than {args.data_dir}/; prepare the text with "
-                 f"its vocabulary: python prepare.py --vocab {init['config']['data_dir']}/vocab.json ...")
-        model.load_state_dict(init["model"])
+    model = build_model(args, data_info["chars"], init).to(device)
     optimizers = configure_optimizers(model, args.optimizer, args.learning_rate, args.weight_decay)
     # Mixed precision (nanoGPT's two lines): the matrix multiplies in bfloat16 or float16. float16's
     # small range needs the scaler: backward runs on the loss times a large scale, so that tiny
@@ -207,63 +199,66 @@ def train(args, saved=None, init=None):
     iter_num, best_val_loss, elapsed = 0, math.inf, 0.0
     if saved is not None:   # --resume: the saved weights, optimisers, step, clock and random state
         iter_num, best_val_loss, elapsed = resume(saved, model, optimizers, scaler, data_info, args, device)
-    lock = claim_out_dir(args, saved) if ranks.master else None   # one run at a time in --out-dir
     step_model = wrap_for_step(model, args, ranks, iter_num)   # the model, or DDP's wrapper around it
-    start = time.monotonic() - elapsed   # the clock counts the runs this one resumes
-    bad_losses = 0   # losses in a row that were inf or NaN
-    with stop_on_signals() as stop, progress_bar(args, iter_num, ranks) as progress:
+    with RunControl(args, ranks, saved, iter_num, elapsed) as run:   # the clock, Ctrl-C, the progress bar
         while True:
             # The end: after max_iters steps (the lecture's `for iter in range(max_iters)`), or when
             # the time budget is spent. Every eval_interval steps and at the end: measure, log, save.
-            seconds = rank0s(time.monotonic() - start, ranks)   # under torchrun, rank 0's clock for all
-            share = seconds / (60 * args.time_budget) if args.time_budget else iter_num / args.max_iters
-            done = share >= 1   # of the time, or of the steps
-            if (iter_num % args.eval_interval == 0 or done) and ranks.master:
+            finished = run.finished(iter_num)
+            if (iter_num % args.eval_interval == 0 or finished) and ranks.master:
                 losses = estimate_loss(model, eval_batches, autocast)
                 improved = losses["val"] < best_val_loss   # ckpt.pt: the lowest val loss so far
                 best_val_loss = min(best_val_loss, losses["val"])
                 exact = f", exact match {losses['val_exact']:.2%}" if args.task == "addition" else ""
-                progress.write(f"step {iter_num}: train loss {losses['train']:.4f}, val loss "
-                               f"{losses['val']:.4f}{exact} ({seconds:.1f} s){' -> ckpt.pt' * improved}")
-                save_run(args, model, optimizers, scaler, data_info, iter_num, best_val_loss, seconds, losses,
+                run.print(f"step {iter_num}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}"
+                          f"{exact} ({run.seconds:.1f} s){' -> ckpt.pt' * improved}")
+                save_run(args, model, optimizers, scaler, data_info, iter_num, best_val_loss, run.seconds, losses,
                          improved)
-            stop.signal = int(rank0s(stop.signal, ranks))   # set by Ctrl-C or SIGTERM: stop, and save
-            if done or stop.signal:
+            if finished or run.interrupted():   # Ctrl-C or SIGTERM: save this step's state and stop
                 break
-
-            # One step of gradient descent on one random batch, at the schedule's learning rate
-            # (with a time budget, the schedule follows the share of the time used, not the step).
-            schedule_step = min(share, 1) * args.max_iters if args.time_budget else iter_num
-            lr = get_lr(schedule_step, args.learning_rate, args.min_lr, args.warmup_iters, args.max_iters)
+            # One step of gradient descent on one random batch, at the schedule's learning rate.
+            lr = get_lr(run.schedule_step(iter_num), args.learning_rate, args.min_lr, args.warmup_iters,
+                        args.max_iters)
             x, y = train_batch()
             with autocast:
                 logits, loss = step_model(x, y)
             for optimizer in optimizers:
                 optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()                  # loss.backward(), through the scaler
-            for optimizer in optimizers:
-                for group in optimizer.param_groups:
-                    group["lr"] = lr * group["lr_scale"]
-                scaler.unscale_(optimizer)                 # the true gradients, for the clip below
-            if args.grad_clip > 0:
-                # Cap the gradient's length, so one unlucky batch cannot throw the weights far.
-                torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
-            for optimizer in optimizers:
-                scaler.step(optimizer)                     # optimizer.step()
-            scaler.update()
-            # A loss that becomes inf or NaN has diverged: stop. In float16 one overflowing batch
-            # is only a step the scaler skipped; a loss that stays so for 20 steps is divergence.
-            loss_value = loss.item()
-            bad_losses = 0 if math.isfinite(loss_value) else bad_losses + 1
-            if bad_losses >= (20 if scaler.is_enabled() else 1):
-                fail(f"the loss became {loss_value} at step {iter_num}; stopped. {args.out_dir}/ckpt.pt "
-                     f"keeps the best weights and last.pt the last good state; try a lower --learning-rate")
+            optimizer_step(model, optimizers, scaler, lr, args.grad_clip)
             iter_num += 1
-            progress.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.1e}", refresh=False)
-            progress.update()
-    finish(args, model, optimizers, scaler, data_info, iter_num, best_val_loss, time.monotonic() - start,
-           0 if done else stop.signal, ranks, lock)   # a signal in the last step: the run is whole
+            run.stepped(iter_num, loss.item(), lr, scaler)   # the bar; stops a loss gone inf or NaN
+        finish(args, model, optimizers, scaler, data_info, iter_num, best_val_loss, run, ranks)
     return best_val_loss
+
+
+def build_model(args, chars, init=None):
+    """The GPT (or the bigram) of args' sizes for this vocabulary; with init, its pretrained weights."""
+    chars = "".join(chars)
+    config = GPTConfig(vocab_size=len(chars), **{k: getattr(args, k) for k in GPT_ARGS},
+                       fused_attention=args.attention == "fused")
+    model = GPT(config) if args.model == "gpt" else BigramLanguageModel(len(chars))
+    if init is not None:   # Exercise 3: pretrained weights (parse_args took the sizes from the same file)
+        if init["vocab"] != chars:
+            fail(f"{args.init_from} knows other characters than {args.data_dir}/; prepare the text with "
+                 f"its vocabulary: python prepare.py --vocab {init['config']['data_dir']}/vocab.json ...")
+        model.load_state_dict(init["model"])
+    return model
+
+
+def optimizer_step(model, optimizers, scaler, lr, grad_clip):
+    """optimizer.step(), for each optimiser, at learning rate lr (each group's lr_scale times it), after
+    the scaler has divided its scale out of the gradients and their length is capped at grad_clip."""
+    for optimizer in optimizers:
+        for group in optimizer.param_groups:
+            group["lr"] = lr * group["lr_scale"]
+        scaler.unscale_(optimizer)                 # the true gradients, for the clip below
+    if grad_clip > 0:
+        # Cap the gradient's length, so one unlucky batch cannot throw the weights far.
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    for optimizer in optimizers:
+        scaler.step(optimizer)                     # optimizer.step(), unless float16 overflowed
+    scaler.update()
 
 
 # =================================================================================================
@@ -482,18 +477,17 @@ def resume(saved, model, optimizers, scaler, data_info, args, device):
     return saved["iter_num"], saved["best_val_loss"], saved["elapsed_s"]
 
 
-def finish(args, model, optimizers, scaler, data_info, iter_num, best_val_loss, seconds, signal_number, ranks,
-           lock):
-    """After a signal, save the state the run stopped in; unlock --out-dir; say what is where."""
+def finish(args, model, optimizers, scaler, data_info, iter_num, best_val_loss, run, ranks):
+    """After a signal, save the state the run stopped in; say what is where."""
     if ranks.size > 1:
         torch.distributed.barrier()   # no rank leaves while rank 0 still evaluates
         torch.distributed.destroy_process_group()
         if not ranks.master:
             return
+    run.progress.close()
+    signal_number = 0 if run.done else run.signal   # a signal in the last step: the run is whole
     if signal_number and iter_num % args.eval_interval:   # else the evaluation at this step saved it
-        save_run(args, model, optimizers, scaler, data_info, iter_num, best_val_loss, seconds)
-    if lock is not None:
-        os.close(lock)
+        save_run(args, model, optimizers, scaler, data_info, iter_num, best_val_loss, run.seconds)
     out = args.out_dir
     best = f"best val loss {best_val_loss:.4f}: {out}/ckpt.pt, the weights generate.py samples"
     if signal_number:
@@ -502,27 +496,68 @@ def finish(args, model, optimizers, scaler, data_info, iter_num, best_val_loss, 
               f"continue with: {resume_command}\n{best}")
         raise SystemExit(128 + signal_number)   # the status a shell gives a command a signal stopped
     print(plot_log(os.path.join(out, "log.csv")))
-    print(f"{best}\nlast step {iter_num}: {out}/last.pt, the state --resume continues from; {seconds:.1f} s")
+    print(f"{best}\nlast step {iter_num}: {out}/last.pt, the state --resume continues from; "
+          f"{run.seconds:.1f} s")
 
 
 # -----------------------------------------------------------------------------
-# Ctrl-C and SIGTERM; several processes (torchrun); the time budget; the progress bar; the loss plot
+# How the run goes and ends: the clock, Ctrl-C and SIGTERM, the progress bar, several processes
+# (torchrun), the loss plot
 
-@contextlib.contextmanager
-def stop_on_signals():
-    """Inside, Ctrl-C or SIGTERM (`kill`, `timeout`, schedulers) sets .signal; a second stops at once."""
-    stop = argparse.Namespace(signal=0)
+class RunControl:
+    """Inside: --out-dir locked, and Ctrl-C or SIGTERM (`kill`, `timeout`, schedulers) asks the run to
+    save and stop (a second stops at once). The run is done after max_iters steps, or once the time
+    budget is spent. Under torchrun, rank 0's clock and signal decide for every rank."""
 
-    def request_stop(signum, frame):
-        if stop.signal:
+    def __init__(self, args, ranks, saved, iter_num, elapsed):
+        self.args, self.ranks, self.saved = args, ranks, saved
+        self.start = time.monotonic() - elapsed   # the clock counts the runs this one resumes
+        self.signal, self.done, self.seconds, self.share, self.bad_losses = 0, False, elapsed, 0.0, 0
+        self.progress = progress_bar(args, iter_num, ranks)
+
+    def __enter__(self):
+        self.lock = claim_out_dir(self.args, self.saved) if self.ranks.master else None
+        self.previous = {s: signal.signal(s, self.request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
+        return self
+
+    def request_stop(self, signum, frame):
+        if self.signal:
             raise KeyboardInterrupt
-        stop.signal = signum
-    previous = {s: signal.signal(s, request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield stop
-    finally:
-        for s, handler in previous.items():
+        self.signal = signum
+
+    def __exit__(self, *exception):
+        for s, handler in self.previous.items():
             signal.signal(s, handler)
+        self.progress.close()
+        if self.lock is not None:
+            os.close(self.lock)
+
+    def finished(self, iter_num):   # max_iters steps done, or the time budget spent
+        self.seconds = rank0s(time.monotonic() - self.start, self.ranks)
+        budget = self.args.time_budget
+        self.share = self.seconds / (60 * budget) if budget else iter_num / self.args.max_iters
+        self.done = self.share >= 1
+        return self.done
+
+    def interrupted(self):   # Ctrl-C or SIGTERM (on rank 0)
+        self.signal = int(rank0s(self.signal, self.ranks))
+        return self.signal != 0
+
+    def schedule_step(self, iter_num):   # with a time budget, the schedule follows the share of time used
+        return min(self.share, 1) * self.args.max_iters if self.args.time_budget else iter_num
+
+    def print(self, line):
+        self.progress.write(line)
+
+    def stepped(self, iter_num, loss_value, lr, scaler):
+        """Move the bar. A loss gone inf or NaN has diverged: stop. In float16 one overflowing batch is
+        only a step the scaler skipped; a loss that stays so for 20 steps is divergence."""
+        self.bad_losses = 0 if math.isfinite(loss_value) else self.bad_losses + 1
+        if self.bad_losses >= (20 if scaler.is_enabled() else 1):
+            fail(f"the loss became {loss_value} at step {iter_num - 1}; stopped. {self.args.out_dir}/ckpt.pt "
+                 f"keeps the best weights and last.pt the last good state; try a lower --learning-rate")
+        self.progress.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.1e}", refresh=False)
+        self.progress.update()
 
 
 def join_torchrun(device_name):
