@@ -31,35 +31,6 @@ from tqdm import tqdm
 from bigram import BigramLanguageModel
 from gpt import GPT, PRESETS, GPTConfig
 
-CPU_BFLOAT16 = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()  # in hardware
-
-# Recipes: every setting of a run; flags override them. On CUDA "lecture" is the default, else "cpu".
-RECIPES = {
-    # The lecture's bigram.py: a constant learning rate is all a lookup table needs.
-    "bigram": dict(batch_size=32, block_size=8, max_iters=3000, eval_interval=300, eval_iters=200,
-                   learning_rate=1e-2, min_lr=1e-2, warmup_iters=0, weight_decay=0.0, grad_clip=0.0,
-                   optimizer="adamw", time_budget=None),
-    # The lecture's model and batch (B 64, T 256) for its 5,000 steps, at nanoGPT's settings for it
-    # (the lecture: a constant 3e-4): a peak of 1e-3, cosine decay to 1e-4, weight decay 0.1, clip 1.
-    "lecture": dict(**PRESETS["lecture"], batch_size=64, max_iters=5000, eval_interval=500,
-                    eval_iters=200, learning_rate=1e-3, min_lr=1e-4, warmup_iters=100, weight_decay=0.1,
-                    grad_clip=1.0, optimizer="adamw", time_budget=None, attention="fused"),
-    # What full runs found best for 10 minutes on 2 CPU cores: a smaller model (with RoPE) that takes more
-    # steps, and Muon, which learns more per step (dropout 0.1 holds back its overfitting), where bfloat16 is
-    # in hardware. It trains 9.5 minutes, whatever a step costs (max_iters only draws the schedule).
-    "cpu": dict(**PRESETS["cpu"], batch_size=48, max_iters=1100, eval_interval=200, eval_iters=20,
-                learning_rate=2e-3, min_lr=2e-4, warmup_iters=100, weight_decay=0.1, grad_clip=1.0,
-                optimizer="auto", time_budget=9.5, attention="explicit"),
-    # --task addition: a small GPT; its block_size is 3 * digits + 2, a problem less its last character.
-    "addition": dict(n_layer=2, n_head=4, n_embd=128, dropout=0.0, batch_size=64, max_iters=2000,
-                     eval_interval=250, eval_iters=10, learning_rate=1e-3, min_lr=1e-4, warmup_iters=100,
-                     weight_decay=0.1, grad_clip=1.0, optimizer="adamw", time_budget=None),
-}
-# Changes from later papers (gpt.py tells each), as off, where no recipe and no flag turns them on.
-CHANGES_OFF = dict(rope=False, tie_weights=False, activation="relu", qk_norm=False)
-GPT_ARGS = ("block_size", "n_layer", "n_head", "n_embd", "dropout", *CHANGES_OFF)   # what builds a GPT
-
-
 def get_batch(data, batch_size, block_size, device, generator=None):
     """batch_size random chunks of data -> inputs x (B, T) and targets y (B, T), y = x shifted by one:
     a chunk of block_size + 1 characters holds block_size examples, with contexts 1 to block_size long."""
@@ -67,36 +38,6 @@ def get_batch(data, batch_size, block_size, device, generator=None):
     offsets = ix.numpy()[:, None] + np.arange(block_size + 1)                     # (B, T + 1)
     chunk = torch.from_numpy(data[offsets].astype(np.int64))                      # (B, T + 1)
     x, y = chunk[:, :-1].contiguous(), chunk[:, 1:].contiguous()                  # (B, T), (B, T)
-    return x.to(device), y.to(device)
-
-
-# Exercise 2 of the lecture: a GPT that adds. Each example is one problem, "054+009=" and then the sum's
-# digits, least significant first ("3600" for 63): the order we add in by hand, so that each digit
-# depends only on digits already written and the carry into it. No data files: a batch is drawn at
-# random, and a fixed set of problems is held out, never trained on, to test with.
-ADDITION_CHARS = "0123456789+="   # the ids 0-9 are the digits themselves; "+" is 10, "=" is 11
-
-
-def addition_problems(n, digits, generator=None):
-    """n random sums a + b, a and b below 10**digits -> ids (n, 3 * digits + 3): "a+b=" (a and b
-    zero-padded to digits), then the sum in digits + 1 digits (a carry may need one more), units first."""
-    a, b = torch.randint(10**digits, (2, n), generator=generator)            # (n,) each
-
-    def in_digits(number, width):   # (n,) -> (n, width): decimal digits, the most significant first
-        return number[:, None] // 10 ** torch.arange(width - 1, -1, -1) % 10
-
-    plus, equals = torch.full((n, 1), 10), torch.full((n, 1), 11)
-    answer = in_digits(a + b, digits + 1).flip(1)                           # reversed: (n, digits + 1)
-    return torch.cat([in_digits(a, digits), plus, in_digits(b, digits), equals, answer], dim=1)  # (n, 3D + 3)
-
-
-def addition_batch(problems, digits, device):
-    """problems (B, 3D + 3) -> x, y (B, 3D + 2): y is x shifted by one, but -1 (no target: the loss skips
-    it) wherever the next character is still part of "a+b=", so that only the answer is learned."""
-    x, y = problems[:, :-1], problems[:, 1:].clone()                        # (B, T) each
-    # For D = 3, positions 0-11 of a problem: a a a + b b b = s s s s. The answer starts at position
-    # 2D + 2 = 8, so y, one position ahead of x, has its first target at 2D + 1 = 7.
-    y[:, :2 * digits + 1] = -1                                              # the problem: given, not learned
     return x.to(device), y.to(device)
 
 
@@ -212,8 +153,8 @@ def train(args, saved=None, init=None):
                 exact = f", exact match {losses['val_exact']:.2%}" if args.task == "addition" else ""
                 run.print(f"step {iter_num}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}"
                           f"{exact} ({run.seconds:.1f} s){' -> ckpt.pt' * improved}")
-                save_run(args, model, optimizers, scaler, data_info, iter_num, best_val_loss, run.seconds, losses,
-                         improved)
+                save_run(args, model, optimizers, scaler, data_info, iter_num, best_val_loss, run.seconds,
+                         losses, improved)
             if finished or run.interrupted():   # Ctrl-C or SIGTERM: save this step's state and stop
                 break
             # One step of gradient descent on one random batch, at the schedule's learning rate.
@@ -261,6 +202,37 @@ def optimizer_step(model, optimizers, scaler, lr, grad_clip):
     scaler.update()
 
 
+# Exercise 2 of the lecture: a GPT that adds. Each example is one problem, "054+009=" and then the sum's
+# digits, least significant first ("3600" for 63): the order we add in by hand, so that each digit
+# depends only on digits already written and the carry into it. No data files: a batch is drawn at
+# random, and a fixed set of problems is held out, never trained on, to test with.
+ADDITION_CHARS = "0123456789+="   # the ids 0-9 are the digits themselves; "+" is 10, "=" is 11
+
+
+def addition_problems(n, digits, generator=None):
+    """n random sums a + b, a and b below 10**digits -> ids (n, 3 * digits + 3): "a+b=" (a and b
+    zero-padded to digits), then the sum in digits + 1 digits (a carry may need one more), units first."""
+    a, b = torch.randint(10**digits, (2, n), generator=generator)            # (n,) each
+
+    def in_digits(number, width):   # (n,) -> (n, width): decimal digits, the most significant first
+        return number[:, None] // 10 ** torch.arange(width - 1, -1, -1) % 10
+
+    plus, equals = torch.full((n, 1), 10), torch.full((n, 1), 11)
+    answer = in_digits(a + b, digits + 1).flip(1)                           # reversed: (n, digits + 1)
+    return torch.cat([in_digits(a, digits), plus, in_digits(b, digits), equals, answer], dim=1)  # (n, 3D + 3)
+
+
+def addition_batch(problems, digits, device):
+    """problems (B, 3D + 3) -> x, y (B, 3D + 2): y is x shifted by one, but -1 (no target: the loss skips
+    it) wherever the next character is still part of "a+b=", so that only the answer is learned."""
+    x, y = problems[:, :-1], problems[:, 1:].clone()                        # (B, T) each
+    # For D = 3, positions 0-11 of a problem: a a a + b b b = s s s s. The answer starts at position
+    # 2D + 2 = 8, so y, one position ahead of x, has its first target at 2D + 1 = 7.
+    y[:, :2 * digits + 1] = -1                                              # the problem: given, not learned
+    return x.to(device), y.to(device)
+
+
+
 # =================================================================================================
 # The lesson ends here: the recipes, the batches, the loss estimate, the optimisers, the schedule
 # and the loop are above; the models are in bigram.py and gpt.py. Below is the machinery.
@@ -300,6 +272,9 @@ def set_up(args):
                  f"first, then --block-size or --n-embd")
     torch.manual_seed(args.seed)   # the same first weights on every rank
     return device, dtype, ranks
+
+
+CPU_BFLOAT16 = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()  # in hardware
 
 
 def pick_dtype(name, device):
@@ -632,56 +607,90 @@ def number(kind, zero_allowed=False, below=None):
     return parse
 
 
+# Every setting of a run: its flag's type (or choices), its help, and its default, where it has one of its
+# own. A run takes each setting from, first found: a flag; the resumed run (--resume); the checkpoint it
+# starts from (--init-from: the sizes, the model's changes and the task its weights fit); the recipe; the
+# default here.
+SETTINGS = {
+    "model": (["gpt", "bigram"], "what to train", "gpt"),
+    "preset": (["lecture", "cpu", "addition"], "the GPT's recipe: the lecture's, ~10 min on 2 CPU cores, or "
+               "a small adder (default: addition for --task addition, lecture on CUDA, else cpu)", None),
+    "task": (["text", "addition"], "learn the prepared text, or to add numbers: problems a+b= drawn at "
+             "random, the sum written least significant digit first", "text"),
+    "digits": (number(int, below=18), "with --task addition: digits per number", 3),
+    "batch_size": (number(int), "independent sequences per step (B)", None),
+    "block_size": (number(int), "context length in characters (T)", None),
+    "n_layer": (number(int), "Transformer blocks", None),
+    "n_head": (number(int), "attention heads per block (must divide --n-embd)", None),
+    "n_embd": (number(int), "channels per position (C)", None),
+    "dropout": (number(float, zero_allowed=True, below=1), "dropout probability", None),
+    "rope": (bool, "rotary position embeddings (Su et al., 2021) instead of the position table", False),
+    "tie_weights": (bool, "the output head shares the token embedding's matrix (Press & Wolf, 2017)", False),
+    "activation": (["relu", "gelu", "relu2"], "the feed-forward's non-linearity (relu2: ReLU squared, So "
+                   "et al., 2021)", "relu"),
+    "qk_norm": (bool, "queries and keys to unit root-mean-square before they meet (Henry et al., 2020)",
+                False),
+    "max_iters": (number(int), "training steps (instead of the recipe's time budget)", None),
+    "time_budget": (number(float), "train this many minutes (resumes count) instead of --max-iters steps; "
+                    "the schedule, drawn for --max-iters steps, follows the time used", None),
+    "eval_interval": (number(int), "evaluate, log and save every this many steps", None),
+    "eval_iters": (number(int), "batches per split in each evaluation (addition's val: all)", None),
+    "learning_rate": (number(float), "peak learning rate", None),
+    "min_lr": (number(float, zero_allowed=True), "learning rate at the end of the decay", None),
+    "warmup_iters": (number(int, zero_allowed=True), "steps of linear warmup", None),
+    "weight_decay": (number(float, zero_allowed=True), "weight decay on matrices", None),
+    "grad_clip": (number(float, zero_allowed=True), "clip the gradient's norm to this (0: off)", None),
+    "optimizer": (["adamw", "muon", "auto"], "muon: Muon for the blocks' matrices, AdamW elsewhere; auto: "
+                  "muon where the CPU multiplies bfloat16 in hardware (Muon's own format), else adamw", None),
+    "attention": (["fused", "explicit"], "one fused PyTorch call, or the explicit math", "fused"),
+    "device": (["auto", "cpu", "cuda", "mps"], "where to train", "auto"),
+    "dtype": (["auto", "float32", "bfloat16", "float16"], "number format of the matrix multiplies (auto: "
+              "bfloat16 where the hardware has it, float16 on older GPUs and Apple's)", "auto"),
+    "seed": (number(int, zero_allowed=True, below=2**63), "random seed", 1337),
+    "data_dir": (str, "where prepare.py wrote its files", "data"),
+}
+GPT_ARGS = ("block_size", "n_layer", "n_head", "n_embd", "dropout", "rope", "tie_weights", "activation",
+            "qk_norm")   # what builds a GPT; the last four are changes from later papers, off by default
+# The recipes: the settings that have no default of their own, for each kind of run.
+RECIPES = {
+    # The lecture's bigram.py: a constant learning rate is all a lookup table needs.
+    "bigram": dict(batch_size=32, block_size=8, max_iters=3000, eval_interval=300, eval_iters=200,
+                   learning_rate=1e-2, min_lr=1e-2, warmup_iters=0, weight_decay=0.0, grad_clip=0.0,
+                   optimizer="adamw", time_budget=None),
+    # The lecture's model and batch (B 64, T 256) for its 5,000 steps, at nanoGPT's settings for it
+    # (the lecture: a constant 3e-4): a peak of 1e-3, cosine decay to 1e-4, weight decay 0.1, clip 1.
+    "lecture": dict(**PRESETS["lecture"], batch_size=64, max_iters=5000, eval_interval=500,
+                    eval_iters=200, learning_rate=1e-3, min_lr=1e-4, warmup_iters=100, weight_decay=0.1,
+                    grad_clip=1.0, optimizer="adamw", time_budget=None, attention="fused"),
+    # What full runs found best for 10 minutes on 2 CPU cores: a smaller model (with RoPE) that takes more
+    # steps, and Muon, which learns more per step (dropout 0.1 holds back its overfitting), where bfloat16 is
+    # in hardware. It trains 9.5 minutes, whatever a step costs (max_iters only draws the schedule).
+    "cpu": dict(**PRESETS["cpu"], batch_size=48, max_iters=1100, eval_interval=200, eval_iters=20,
+                learning_rate=2e-3, min_lr=2e-4, warmup_iters=100, weight_decay=0.1, grad_clip=1.0,
+                optimizer="auto", time_budget=9.5, attention="explicit"),
+    # --task addition: a small GPT; its block_size is 3 * digits + 2, a problem less its last character.
+    "addition": dict(n_layer=2, n_head=4, n_embd=128, dropout=0.0, batch_size=64, max_iters=2000,
+                     eval_interval=250, eval_iters=10, learning_rate=1e-3, min_lr=1e-4, warmup_iters=100,
+                     weight_decay=0.1, grad_clip=1.0, optimizer="adamw", time_budget=None),
+}
+
 def parse_args(argv=None):
-    """Flags -> (args with every setting filled in, the saved run when --resume is given)."""
+    """Flags -> (args with every setting filled in, the saved run to resume, the checkpoint to start from)."""
     parser = argparse.ArgumentParser(description="Train a character-level language model on the text that "
-                                     "prepare.py prepared; writes ckpt.pt, last.pt and log.csv to --out-dir.")
+                                     "prepare.py prepared; writes ckpt.pt, last.pt and log.csv to --out-dir. A "
+                                     "setting not given is the resumed run's, the --init-from checkpoint's, "
+                                     "the recipe's (--preset) or the default shown, the first that has it.")
     parser.error = lambda message: fail(f"{message} (see --help)")
-    add = parser.add_argument
-    add("--model", choices=["gpt", "bigram"], help="what to train (default: gpt, or the resumed run's)")
-    add("--preset", choices=["lecture", "cpu", "addition"], help="the GPT's recipe: the lecture's, ~10 min "
-        "on 2 CPU cores, or a small adder (default: addition for --task addition, lecture on CUDA, else cpu)")
-    add("--task", choices=["text", "addition"], help="learn the prepared text, or to add numbers: problems "
-        "a+b= drawn at random, the sum written least significant digit first (default: text)")
-    add("--digits", type=number(int, below=18), help="with --task addition: digits per number (default: 3)")
-    add("--init-from", metavar="CKPT", help="start from this checkpoint's weights and sizes, with a fresh "
-        "optimiser, schedule, step and log: fine-tune a pretrained model on your text")
-    hp = parser.add_argument_group("settings (default: the recipe's, or the resumed run's)").add_argument
-    hp("--batch-size", type=number(int), help="independent sequences per step (B)")
-    hp("--block-size", type=number(int), help="context length in characters (T)")
-    hp("--n-layer", type=number(int), help="Transformer blocks")
-    hp("--n-head", type=number(int), help="attention heads per block (must divide --n-embd)")
-    hp("--n-embd", type=number(int), help="channels per position (C)")
-    hp("--dropout", type=number(float, zero_allowed=True, below=1), help="dropout probability")
-    hp("--max-iters", type=number(int), help="training steps (instead of the recipe's time budget)")
-    hp("--time-budget", type=number(float), metavar="MINUTES", help="train this many minutes (resumes count) "
-       "instead of --max-iters steps; the schedule, drawn for --max-iters steps, follows the time used")
-    hp("--eval-interval", type=number(int), help="evaluate, log and save every this many steps")
-    hp("--eval-iters", type=number(int), help="batches per split in each evaluation (addition's val: all)")
-    hp("--learning-rate", type=number(float), help="peak learning rate")
-    hp("--min-lr", type=number(float, zero_allowed=True), help="learning rate at the end of the decay")
-    hp("--warmup-iters", type=number(int, zero_allowed=True), help="steps of linear warmup")
-    hp("--weight-decay", type=number(float, zero_allowed=True), help="weight decay on matrices")
-    hp("--grad-clip", type=number(float, zero_allowed=True), help="clip the gradient's norm to this (0: off)")
-    hp("--rope", action=argparse.BooleanOptionalAction, help="rotary position embeddings (Su et al., 2021) "
-       "instead of the learned position table")
-    hp("--tie-weights", action=argparse.BooleanOptionalAction, help="the output head shares the token "
-       "embedding's matrix (Press & Wolf, 2017)")
-    hp("--activation", choices=["relu", "gelu", "relu2"], help="the feed-forward's non-linearity (relu2: "
-       "ReLU squared, So et al., 2021)")
-    hp("--qk-norm", action=argparse.BooleanOptionalAction, help="queries and keys to unit root-mean-square "
-       "before they meet (Henry et al., 2020)")
-    hp("--optimizer", choices=["adamw", "muon", "auto"], help="muon: Muon for the blocks' matrices, AdamW "
-       "elsewhere; auto: muon where the CPU multiplies bfloat16 in hardware (Muon's own format), else adamw")
-    hp("--attention", choices=["fused", "explicit"], help="one fused PyTorch call, or the explicit math")
-    add("--device", choices=["auto", "cpu", "cuda", "mps"], help="where to train (default: auto)")
-    add("--dtype", choices=["auto", "float32", "bfloat16", "float16"], help="number format of the matrix "
-        "multiplies (default: auto: bfloat16 where the hardware has it, float16 on older GPUs and Apple's)")
-    add("--seed", type=number(int, zero_allowed=True, below=2**63), help="random seed (default: 1337)")
-    add("--data-dir", help="where prepare.py wrote its files (default: data)")
-    add("--out-dir", default="out", help="where ckpt.pt, last.pt and log.csv go (default: out)")
-    add("--resume", action="store_true", help="continue the run in --out-dir/last.pt (flags override it)")
-    add("--overwrite", action="store_true", help="start afresh in an --out-dir that holds a run")
+    for name, (kind, help, default) in SETTINGS.items():
+        how = (dict(action=argparse.BooleanOptionalAction) if kind is bool else dict(choices=kind)
+               if isinstance(kind, list) else dict(type=kind))
+        parser.add_argument("--" + name.replace("_", "-"), **how,
+                            help=help + ("" if default is None else f" (default: {default})"))
+    parser.add_argument("--init-from", metavar="CKPT", help="start from this checkpoint's weights and sizes, "
+                        "with a fresh optimiser, schedule, step and log: fine-tune a model on your text")
+    parser.add_argument("--out-dir", default="out", help="where ckpt.pt, last.pt, log.csv go (default: out)")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out-dir/last.pt")
+    parser.add_argument("--overwrite", action="store_true", help="start afresh in an --out-dir with a run")
     args = parser.parse_args(argv)
     given = {name for name, value in vars(args).items() if value is not None}
     if args.resume and args.init_from:
@@ -691,7 +700,8 @@ def parse_args(argv=None):
     for name in kept:
         setattr(args, name, saved["config"][name])
     init = read_run(args.init_from, keys=()) if args.init_from and not saved else None
-    carried = {**CHANGES_OFF, **init["model_args"], **{k: init["config"].get(k) for k in ("task", "digits")}
+    changes_off = {name: SETTINGS[name][2] for name in GPT_ARGS[5:]}   # a checkpoint older than them
+    carried = {**changes_off, **init["model_args"], **{k: init["config"].get(k) for k in ("task", "digits")}
                } if init else {}
     for name, value in carried.items():   # the model, sizes and task its weights fit
         if name not in given:
@@ -705,15 +715,14 @@ def parse_args(argv=None):
         fail(f"--{gpt_only[0].replace('_', '-')} is a GPT setting; the bigram has no such setting")
     if {"max_iters", "time_budget"} <= given:
         fail("--max-iters and --time-budget both given; a run ends by one of them: give one")
+    if "digits" in given and args.task != "addition" or "block_size" in given and args.task == "addition":
+        fail("--digits is for --task addition, and there it sets the block size: 3 * digits + 2")
     args.model, args.task = args.model or "gpt", args.task or "text"
     if args.preset is None or "bigram" in (args.model, args.preset):   # none given, or another model
         gpu = (args.device or "auto") in ("auto", "cuda") and torch.cuda.is_available()
         args.preset = ("bigram" if args.model == "bigram" else "addition" if args.task == "addition"
                        else "lecture" if gpu else "cpu")
-    if "digits" in given and args.task != "addition" or "block_size" in given and args.task == "addition":
-        fail("--digits is for --task addition, and there it sets the block size: 3 * digits + 2")
-    defaults = dict(device="auto", dtype="auto", seed=1337, data_dir="data", attention="fused", digits=3,
-                    **CHANGES_OFF)
+    defaults = {name: default for name, (_, _, default) in SETTINGS.items() if default is not None}
     for name, value in {**defaults, **RECIPES[args.preset]}.items():
         if getattr(args, name, None) is None and name not in kept:
             setattr(args, name, value)

@@ -185,7 +185,7 @@ def test_a_checkpoint_from_before_the_papers_changes_is_read_as_having_none(pret
     train.main(["--init-from", "old.pt", "--out-dir", "new", "--device", "cpu", "--max-iters", "1",
                 "--eval-iters", "1"])
     assert torch.load("new/last.pt", weights_only=True)["model_args"] == {
-        **checkpoint["model_args"], **train.CHANGES_OFF}
+        **checkpoint["model_args"], "rope": False, "tie_weights": False, "activation": "relu", "qk_norm": False}
 
 
 def test_a_resume_onto_another_text_with_the_same_characters_points_to_init_from(pretrained, monkeypatch):
