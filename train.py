@@ -31,6 +31,7 @@ from tqdm import tqdm
 from bigram import BigramLanguageModel
 from gpt import GPT, PRESETS, GPTConfig
 
+
 def get_batch(data, batch_size, block_size, device, generator=None):
     """batch_size random chunks of data -> inputs x (B, T) and targets y (B, T), y = x shifted by one:
     a chunk of block_size + 1 characters holds block_size examples, with contexts 1 to block_size long."""
@@ -151,8 +152,9 @@ def train(args, saved=None, init=None):
                 improved = losses["val"] < best_val_loss   # ckpt.pt: the lowest val loss so far
                 best_val_loss = min(best_val_loss, losses["val"])
                 exact = f", exact match {losses['val_exact']:.2%}" if args.task == "addition" else ""
-                run.print(f"step {iter_num}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}"
-                          f"{exact} ({run.seconds:.1f} s){' -> ckpt.pt' * improved}")
+                run.progress.write(f"step {iter_num}: train loss {losses['train']:.4f}, "
+                                   f"val loss {losses['val']:.4f}{exact} ({run.seconds:.1f} s)"
+                                   + " -> ckpt.pt" * improved)
                 save_run(args, model, optimizers, scaler, data_info, iter_num, best_val_loss, run.seconds,
                          losses, improved)
             if finished or run.interrupted():   # Ctrl-C or SIGTERM: save this step's state and stop
@@ -521,9 +523,6 @@ class RunControl:
     def schedule_step(self, iter_num):   # with a time budget, the schedule follows the share of time used
         return min(self.share, 1) * self.args.max_iters if self.args.time_budget else iter_num
 
-    def print(self, line):
-        self.progress.write(line)
-
     def stepped(self, iter_num, loss_value, lr, scaler):
         """Move the bar. A loss gone inf or NaN has diverged: stop. In float16 one overflowing batch is
         only a step the scaler skipped; a loss that stays so for 20 steps is divergence."""
@@ -677,9 +676,10 @@ RECIPES = {
 def parse_args(argv=None):
     """Flags -> (args with every setting filled in, the saved run to resume, the checkpoint to start from)."""
     parser = argparse.ArgumentParser(description="Train a character-level language model on the text that "
-                                     "prepare.py prepared; writes ckpt.pt, last.pt and log.csv to --out-dir. A "
-                                     "setting not given is the resumed run's, the --init-from checkpoint's, "
-                                     "the recipe's (--preset) or the default shown, the first that has it.")
+                                     "prepare.py prepared; writes ckpt.pt, last.pt and log.csv to --out-dir. "
+                                     "A setting not given is the resumed run's, the --init-from "
+                                     "checkpoint's, the recipe's (--preset) or the default shown, the first "
+                                     "that has it.")
     parser.error = lambda message: fail(f"{message} (see --help)")
     for name, (kind, help, default) in SETTINGS.items():
         how = (dict(action=argparse.BooleanOptionalAction) if kind is bool else dict(choices=kind)
