@@ -13,6 +13,7 @@ checkpoint is all it needs: the model's sizes, its weights and its vocabulary.
 
 import argparse
 import os
+import pathlib
 import pickle
 import shutil
 import struct
@@ -25,6 +26,21 @@ from torch.nn import functional as F
 
 from bigram import BigramLanguageModel
 from gpt import GPT, GPTConfig, KVCache
+
+
+@torch.inference_mode()   # no autograd bookkeeping at all: less work per character
+def sample(model, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None, kv_cache=True):
+    """Yield max_new_tokens sampled ids, one (B,) tensor per step, continuing idx (B, T): the lecture's
+    generate() loop, with the sampling controls (next_token_probs) and the GPT's KV cache (with_kv_cache)."""
+    block_size = getattr(model, "block_size", 1)   # the bigram's logits depend on the last character alone
+    forward = with_kv_cache(model) if kv_cache and isinstance(model, GPT) else model
+    for _ in range(max_new_tokens):
+        idx_cond = idx[:, -block_size:]                                        # (B, T), T <= block_size
+        logits, _ = forward(idx_cond)                      # (B, T, vocab_size); with the cache, the new T
+        probs = next_token_probs(logits[:, -1, :], temperature, top_k, top_p)  # (B, vocab_size)
+        idx_next = torch.multinomial(probs, num_samples=1)                     # (B, 1)
+        idx = torch.cat((idx, idx_next), dim=1)                                # (B, T + 1)
+        yield idx_next[:, 0]                                                   # (B,)
 
 
 def next_token_probs(logits, temperature=1.0, top_k=None, top_p=None):
@@ -49,40 +65,124 @@ def next_token_probs(logits, temperature=1.0, top_k=None, top_p=None):
     return probs
 
 
-@torch.inference_mode()   # no autograd bookkeeping at all: less work per character
-def sample(model, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None, kv_cache=True):
-    """Yield max_new_tokens sampled ids, one (B,) tensor per step, continuing idx (B, T): the models'
-    own generate() loop, with the sampling controls and, for the GPT, a KV cache."""
-    block_size = getattr(model, "block_size", None)   # the bigram looks at one character: no limit
-    cache = KVCache(model.config) if kv_cache and isinstance(model, GPT) else None
-    for step in range(max_new_tokens):
-        if cache is not None and step == 0:
-            logits, _ = model(idx[:, -block_size:], cache=cache)   # the prompt in one pass: (B, T, vocab)
-        elif cache is not None and cache.length < block_size:
-            logits, _ = model(idx[:, -1:], cache=cache)            # the newest character: (B, 1, vocab)
+def with_kv_cache(model):
+    """Speed trick: a stand-in for model(idx_cond) in sample()'s loop, the same logits up to rounding.
+    While the window grows, each character's key and value stay the same, so a KVCache keeps them and
+    each call runs only the characters it has not seen (tests/test_generate.py: the same samples)."""
+    cache = KVCache(model.config)
+
+    def forward(idx_cond):                     # idx_cond (B, T): the window, as sample() crops it
+        if cache.length == idx_cond.size(1):   # full, and it slid: every character sits a position earlier,
+            return model(idx_cond)             # so its key and value change: the whole window, as the lecture
+        return model(idx_cond[:, cache.length:], cache=cache)   # the new ones: (B, T - cache.length, vocab)
+    return forward
+
+
+@torch.inference_mode()
+def attention_weights(model, idx):
+    """idx (1, T) -> the weights every head gives, from each position to those up to it: (n_layer, nh, T, T)
+    (the lecture's `wei`). The fused attention never forms them: each block switches to its explicit path."""
+    for block in model.blocks:
+        block.sa.fused_attention, block.sa.keep_weights = False, True
+    model(idx)
+    return torch.stack([block.sa.weights[0] for block in model.blocks]).float().cpu()   # (n_layer, nh, T, T)
+
+
+# ===== The lesson ends here. Below: the command line, loading the checkpoint, printing and drawing. =====
+
+def main(argv=None):
+    args = parse_args(argv)
+    device = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
+    model, chars = load_model(args.checkpoint, torch.device(device))
+    draw = args.show_attention or args.attention_png
+    if draw and not isinstance(model, GPT):
+        fail(f"{args.checkpoint} holds a bigram model: it has no attention to show")
+    if not args.interactive and set(args.prompt) - set(chars):
+        fail(f"the prompt has characters this model never saw: {sorted(set(args.prompt) - set(chars))}; "
+             f"it knows {''.join(chars)!r}")
+    # Without --seed, a fresh seed: every process would otherwise start from the same one, and write the same.
+    torch.manual_seed(torch.seed() if args.seed is None else args.seed)
+    try:
+        if draw:
+            text = args.prompt[-model.block_size:]
+            weights = attention_weights(model, torch.tensor([[chars.index(c) for c in text]], device=device))
+            printed = draw_attention(weights, text) + "\n" if args.show_attention else ""
+            print(printed, end="", flush=True)
+            if args.attention_png:
+                write_whole(args.attention_png, attention_png(weights), "--attention-png")
         else:
-            # No cache, or the window is full: cropped to its last block_size characters, each one
-            # sits a position earlier than before, its key and value change, and the cache is stale.
-            logits, _ = model(idx if block_size is None else idx[:, -block_size:])  # (B, T, vocab_size)
-        probs = next_token_probs(logits[:, -1, :], temperature, top_k, top_p)     # (B, vocab_size)
-        idx_next = torch.multinomial(probs, num_samples=1)                        # (B, 1)
-        idx = torch.cat((idx, idx_next), dim=1)                                   # (B, T + 1)
-        yield idx_next[:, 0]                                                      # (B,)
+            prompts = typed_lines(chars) if args.interactive else [args.prompt]
+            printed = "".join(write_samples(model, chars, prompt, args) for prompt in prompts)
+    except (torch.OutOfMemoryError, MemoryError, RuntimeError) as e:
+        if not out_of_memory(e):
+            raise   # a bug: Python's own traceback
+        fail("out of memory: try a smaller --num-samples")
+    except KeyboardInterrupt:   # Ctrl-C: stop writing; --out is left as it was
+        sys.exit(130)
+    except BrokenPipeError:   # `python generate.py | head`: the reader has left, so stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return
+    except OSError as e:   # e.g. printing to a full disk
+        fail(f"cannot write the samples: {e.strerror}")
+    if args.out:
+        write_whole(args.out, printed.encode("utf-8"), "--out")
 
 
-def write_samples(model, chars, prompt, args):
-    """Sample args.num_samples continuations of prompt in one batch; print the first as it comes -> all."""
-    n, device = args.num_samples, next(model.parameters()).device
-    idx = torch.tensor([[chars.index(c) for c in prompt]] * n, device=device)   # (B, T), B = n
-    texts = [prompt] * n
-    headers = [f"--- sample {i} of {n} ---\n" if n > 1 else "" for i in range(1, n + 1)]
-    print(headers[0] + prompt, end="", flush=True)
-    for idx_next in sample(model, idx, args.max_new_tokens, args.temperature, args.top_k, args.top_p):
-        texts = [text + chars[i] for text, i in zip(texts, idx_next.tolist())]
-        print(texts[0][-1], end="", flush=True)
-    printed = "".join(header + text + "\n" for header, text in zip(headers, texts))
-    print(printed[len(headers[0] + texts[0]):], end="", flush=True)   # the newline, then samples 2, 3, ...
-    return printed
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description="Sample text from a checkpoint written by train.py.")
+    parser.error = lambda message: fail(f"{message} (see --help)")
+    add = parser.add_argument
+    add("--checkpoint", default="out/ckpt.pt", help="checkpoint to sample (default: out/ckpt.pt)")
+    add("--prompt", default="\n", help="text to continue (default: a newline, as a fresh text starts)")
+    add("--max-new-tokens", type=int, default=500, help="characters to write per sample (default: 500)")
+    add("--temperature", type=float, default=1.0, help="0: the likeliest; below 1: safer; above 1: wilder")
+    add("--top-k", type=int, help="sample only from the K likeliest next characters (default: all)")
+    add("--top-p", type=float, help="sample only from the fewest likeliest characters that reach P")
+    add("--num-samples", type=int, default=1, help="independent samples, computed as one batch (default: 1)")
+    add("--seed", type=int, help="the same seed writes the same text (default: a new one each run)")
+    add("--interactive", action="store_true", help="ask for prompts in a loop; an empty line or Ctrl-D ends")
+    add("--out", help="also write the samples to this file, replaced only once they are complete")
+    add("--show-attention", action="store_true", help="instead of sampling, draw every head's attention "
+        "weights over the prompt (at most block_size characters), darker for more")
+    add("--attention-png", metavar="FILE", help="instead of sampling, write the attention weights over the "
+        "prompt as a PNG image: a row per layer, a column per head")
+    args = parser.parse_args(argv)
+    for flag, ok, wanted in [("--max-new-tokens", args.max_new_tokens >= 1, "1 or more"),
+                             ("--temperature", 0 <= args.temperature < float("inf"), "a number, 0 or more"),
+                             ("--top-k", args.top_k is None or args.top_k >= 1, "1 or more"),
+                             ("--top-p", args.top_p is None or 0 < args.top_p <= 1, "above 0, at most 1"),
+                             ("--num-samples", args.num_samples >= 1, "1 or more"),
+                             ("--seed", args.seed is None or 0 <= args.seed < 2**63, "in [0, 2**63)"),
+                             ("--prompt", args.prompt or args.interactive, "at least one character"),
+                             ("--interactive", not args.interactive or not args.show_attention
+                              and not args.attention_png, "left out to draw the attention over --prompt")]:
+        if not ok:
+            fail(f"{flag} must be {wanted}, got {getattr(args, flag[2:].replace('-', '_'))!r}")
+    return args
+
+
+def fail(message):   # a mistake the user can fix: one line, exit status 1, no traceback
+    raise SystemExit(f"generate.py: error: {message}")
+
+
+def out_of_memory(error):   # CUDA's own error, or a RuntimeError of the CPU's or MPS allocator, by its words
+    return isinstance(error, (torch.OutOfMemoryError, MemoryError)) or any(
+        words in str(error) for words in ("DefaultCPUAllocator: ", "MPS backend out of memory"))
+
+
+def load_model(path, device):
+    """A checkpoint of train.py -> (model in eval mode, vocabulary); weights_only: no code can run."""
+    try:
+        checkpoint = torch.load(path, map_location=device, weights_only=True)
+        sizes = dict(checkpoint["model_args"])
+        model = BigramLanguageModel(**sizes) if sizes.pop("model") == "bigram" else GPT(GPTConfig(**sizes))
+        model.load_state_dict(checkpoint["model"])   # weights that do not fit the sizes: a RuntimeError
+        return model.to(device).eval(), checkpoint["vocab"]
+    except FileNotFoundError:
+        fail(f"no checkpoint at {path}; train one first: python train.py")
+    except (pickle.UnpicklingError, RuntimeError, EOFError, IsADirectoryError, KeyError, TypeError) as e:
+        fail(f"refusing to load {path}: it holds Python objects that could run code, not just weights"
+             if "GLOBAL" in str(e) else f"{path} is not a readable checkpoint of train.py ({str(e)[:100]!r})")
 
 
 def typed_lines(chars):
@@ -99,17 +199,29 @@ def typed_lines(chars):
             yield line
 
 
-@torch.inference_mode()
-def attention_weights(model, idx):
-    """idx (1, T) -> the weights every head gives, from each position to those up to it: (n_layer, nh, T, T)
-    (the lecture's `wei`). The fused attention never forms them: each block switches to its explicit path."""
-    for block in model.blocks:
-        block.sa.fused_attention, block.sa.keep_weights = False, True
-    model(idx)
-    return torch.stack([block.sa.weights[0] for block in model.blocks]).float().cpu()   # (n_layer, nh, T, T)
+def write_samples(model, chars, prompt, args):
+    """Sample args.num_samples continuations of prompt in one batch; print the first as it comes -> all."""
+    n, device = args.num_samples, next(model.parameters()).device
+    idx = torch.tensor([[chars.index(c) for c in prompt]] * n, device=device)   # (B, T), B = n
+    texts = [f"--- sample {i} of {n} ---\n{prompt}" if n > 1 else prompt for i in range(1, n + 1)]
+    print(texts[0], end="", flush=True)
+    for idx_next in sample(model, idx, args.max_new_tokens, args.temperature, args.top_k, args.top_p):
+        texts = [text + chars[i] for text, i in zip(texts, idx_next.tolist())]
+        print(texts[0][-1], end="", flush=True)
+    print("\n" + "".join(text + "\n" for text in texts[1:]), end="", flush=True)   # then samples 2, 3, ...
+    return "".join(text + "\n" for text in texts)
 
 
-# ----- The lesson ends here. Below: drawing the weights, loading the checkpoint, the command line. -----
+def write_whole(path, data, flag):
+    """Write data beside path, then rename it over path: a failed write leaves an old file whole."""
+    temporary = pathlib.Path(path + ".tmp")
+    try:
+        temporary.write_bytes(data)
+        temporary.replace(path)
+    except OSError as e:
+        temporary.unlink(missing_ok=True)
+        fail(f"cannot write {flag} {path} ({e.strerror}); an existing {path} is unchanged")
+
 
 SHADES = " .:-=+*#%@"   # weights up to 0, 1/9, 2/9, ..., 1: blank (the future) for 0 only, "." for a little
 
@@ -151,115 +263,6 @@ def attention_png(weights):
     header = struct.pack(">IIBBBBB", image.shape[1], image.shape[0], 8, 0, 0, 0, 0)   # 8-bit grey
     pixels = chunk(b"IDAT", zlib.compress(rows))
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + pixels + chunk(b"IEND", b"")
-
-
-def fail(message):   # a mistake the user can fix: one line, exit status 1, no traceback
-    raise SystemExit(f"generate.py: error: {message}")
-
-
-def out_of_memory(error):   # CUDA's own error, or a RuntimeError of the CPU's or MPS allocator, by its words
-    return isinstance(error, (torch.OutOfMemoryError, MemoryError)) or any(
-        words in str(error) for words in ("DefaultCPUAllocator: ", "MPS backend out of memory"))
-
-
-def load_model(path, device):
-    """A checkpoint of train.py -> (model in eval mode, vocabulary); weights_only: no code can run."""
-    try:
-        checkpoint = torch.load(path, map_location=device, weights_only=True)
-        sizes = dict(checkpoint["model_args"])
-        model = BigramLanguageModel(**sizes) if sizes.pop("model") == "bigram" else GPT(GPTConfig(**sizes))
-        model.load_state_dict(checkpoint["model"])   # weights that do not fit the sizes: a RuntimeError
-        return model.to(device).eval(), checkpoint["vocab"]
-    except FileNotFoundError:
-        fail(f"no checkpoint at {path}; train one first: python train.py")
-    except (pickle.UnpicklingError, RuntimeError, EOFError, IsADirectoryError, KeyError, TypeError) as e:
-        fail(f"refusing to load {path}: it holds Python objects that could run code, not just weights"
-             if "GLOBAL" in str(e) else f"{path} is not a readable checkpoint of train.py ({str(e)[:100]!r})")
-
-
-def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description="Sample text from a checkpoint written by train.py.")
-    parser.error = lambda message: fail(f"{message} (see --help)")
-    add = parser.add_argument
-    add("--checkpoint", default="out/ckpt.pt", help="checkpoint to sample (default: out/ckpt.pt)")
-    add("--prompt", default="\n", help="text to continue (default: a newline, as a fresh text starts)")
-    add("--max-new-tokens", type=int, default=500, help="characters to write per sample (default: 500)")
-    add("--temperature", type=float, default=1.0, help="0: the likeliest; below 1: safer; above 1: wilder")
-    add("--top-k", type=int, help="sample only from the K likeliest next characters (default: all)")
-    add("--top-p", type=float, help="sample only from the fewest likeliest characters that reach P")
-    add("--num-samples", type=int, default=1, help="independent samples, computed as one batch (default: 1)")
-    add("--seed", type=int, help="the same seed writes the same text (default: a new one each run)")
-    add("--interactive", action="store_true", help="ask for prompts in a loop; an empty line or Ctrl-D ends")
-    add("--out", help="also write the samples to this file, replaced only once they are complete")
-    add("--show-attention", action="store_true", help="instead of sampling, draw every head's attention "
-        "weights over the prompt (at most block_size characters), darker for more")
-    add("--attention-png", metavar="FILE", help="instead of sampling, write the attention weights over the "
-        "prompt as a PNG image: a row per layer, a column per head")
-    args = parser.parse_args(argv)
-    for flag, ok, wanted in [("--max-new-tokens", args.max_new_tokens >= 1, "1 or more"),
-                             ("--temperature", 0 <= args.temperature < float("inf"), "a number, 0 or more"),
-                             ("--top-k", args.top_k is None or args.top_k >= 1, "1 or more"),
-                             ("--top-p", args.top_p is None or 0 < args.top_p <= 1, "above 0, at most 1"),
-                             ("--num-samples", args.num_samples >= 1, "1 or more"),
-                             ("--seed", args.seed is None or 0 <= args.seed < 2**63, "in [0, 2**63)"),
-                             ("--prompt", args.prompt or args.interactive, "at least one character"),
-                             ("--interactive", not args.interactive or not args.show_attention
-                              and not args.attention_png, "left out to draw the attention over --prompt")]:
-        if not ok:
-            fail(f"{flag} must be {wanted}, got {getattr(args, flag[2:].replace('-', '_'))!r}")
-    return args
-
-
-def write_whole(path, data, flag="--attention-png"):
-    """Write data beside path, then rename it over path: a failed write leaves an old file whole."""
-    try:
-        with open(path + ".tmp", "wb") as f:
-            f.write(data)
-        os.replace(path + ".tmp", path)
-    except OSError as e:
-        if os.path.exists(path + ".tmp"):
-            os.remove(path + ".tmp")
-        fail(f"cannot write {flag} {path} ({e.strerror}); an existing {path} is unchanged")
-
-
-def main(argv=None):
-    args = parse_args(argv)
-    device = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
-    model, chars = load_model(args.checkpoint, torch.device(device))
-    show = args.show_attention or args.attention_png
-    if show and not isinstance(model, GPT):
-        fail(f"{args.checkpoint} holds a bigram model: it has no attention to show")
-    if not args.interactive and set(args.prompt) - set(chars):
-        fail(f"the prompt has characters this model never saw: {sorted(set(args.prompt) - set(chars))}; "
-             f"it knows {''.join(chars)!r}")
-    if args.seed is not None:
-        torch.manual_seed(args.seed)
-    else:
-        torch.seed()   # every process starts from the same seed: without this, the same text each run
-    try:
-        prompts = typed_lines(chars) if args.interactive else [args.prompt]
-        if show:
-            text = args.prompt[-model.block_size:]
-            weights = attention_weights(model, torch.tensor([[chars.index(c) for c in text]], device=device))
-            printed = draw_attention(weights, text) + "\n" if args.show_attention else ""
-            print(printed, end="", flush=True)
-            if args.attention_png:
-                write_whole(args.attention_png, attention_png(weights))
-        else:
-            printed = "".join(write_samples(model, chars, prompt, args) for prompt in prompts)
-    except (torch.OutOfMemoryError, MemoryError, RuntimeError) as e:
-        if not out_of_memory(e):
-            raise   # a bug: Python's own traceback
-        fail("out of memory: try a smaller --num-samples")
-    except KeyboardInterrupt:   # Ctrl-C: stop writing; --out is left as it was
-        sys.exit(130)
-    except BrokenPipeError:   # `python generate.py | head`: the reader has left, so stop quietly
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return
-    except OSError as e:   # e.g. printing to a full disk
-        fail(f"cannot write the samples: {e.strerror}")
-    if args.out:
-        write_whole(args.out, printed.encode("utf-8"), "--out")
 
 
 if __name__ == "__main__":

@@ -9,10 +9,10 @@ connections and layer norms, and repeat: that is the whole model, read here from
     python gpt.py        # builds the lecture's model and prints it with its size (train.py trains it)
 
 Shapes in comments: B = batch, T = time (positions, at most block_size), C = channels (n_embd),
-nh = n_head, hs = head_size = C / nh. Left out on purpose: training (train.py) and sampling
-controls (generate.py); it imports nothing of the project. Below the divider at the end: two changes
-from later papers (the lecture's exercise 4; the CPU preset turns on RoPE, in place of the position
-table), and two ways to save work without changing the model (a cheaper dropout mask, the KV cache).
+nh = n_head, hs = head_size = C / nh. Left out on purpose: training (train.py) and sampling controls
+(generate.py); it imports nothing of the project. Beyond the lecture: its exercise 4's changes from later
+papers (the CPU preset turns on RoPE, in place of the position table), two fast paths that compute the
+same (a cheaper dropout mask, one fused attention call); below the divider: ReLU squared, the KV cache.
 """
 
 import math
@@ -46,20 +46,51 @@ class GPTConfig:
     qk_norm: bool = False         # queries and keys scaled to the same length before they meet
 
 
-class CausalSelfAttention(nn.Module):
-    """Multi-head masked self-attention: n_head heads side by side, computed as one batch.
+class Dropout(nn.Dropout):
+    """While training, zero a random share p of the activations and scale the rest by 1 / (1 - p): the
+    network cannot lean on any one of them (Srivastava et al., 2014), and each keeps its expected value,
+    so evaluation, which keeps them all, needs no change. nn.Dropout's rule, drawn faster on a CPU."""
 
-    The lecture gives each head its own key, query and value Linear(n_embd, head_size) and runs the
-    heads one after another. Here one Linear(n_embd, 3 * n_embd) computes every head's query, key and
-    value at once and the heads become a batch dimension: the same numbers, in fewer, larger matrix
-    multiplies (tests/test_gpt.py checks this against the one-module-per-head tests/lecture_gpt.py)."""
+    def forward(self, x):
+        if not self.training or self.p == 0:
+            return x                                           # evaluation and sampling: all of x
+        if x.device.type != "cpu":
+            return super().forward(x)                          # nn.Dropout itself
+        # Speed trick: rand(x.shape) >= p from four 16-bit numbers per 64-bit draw: 11% off a CPU-recipe step.
+        bits = torch.empty((x.numel() + 3) // 4, dtype=torch.int64).random_(-2**63, None)   # (numel / 4,)
+        r = bits.view(torch.int16)[:x.numel()].view(x.shape)   # x's shape, uniform 16-bit integers
+        keep = r >= round(self.p * 65536) - 32768              # x's shape, True with chance 1 - p (to 2^-16)
+        return x * keep.to(x.dtype).mul_(1 / (1 - self.p))     # x's shape: the kept ones, scaled up
+
+
+# Attention alone is blind to order. The lecture adds a learned vector per position to each token's embedding
+# (GPT, below); RoPE, on in the CPU preset, turns each query and key by its position instead (README, EX4).
+def rotate(x, pos):
+    """RoPE (Su et al., 2021): x (B, nh, T, hs) at positions pos (T,) -> x turned. The hs channels form hs/2
+    pairs (channel i with i + hs/2: the paper pairs neighbours, a relabelling the projections absorb), and
+    pair i at position t turns, as a point in a plane, by the angle t * theta_i, theta_i = 10000^(-2i/hs):
+    some pairs fast, some slowly. Turning keeps lengths and angles, so a query turned by t and a key turned
+    by s score as if only the key turned, by (s - t) * theta_i: how far apart they stand counts, not where."""
+    hs = x.size(-1)
+    theta = 10000 ** (-torch.arange(0, hs, 2, device=x.device) / hs)   # (hs/2,)
+    angle = pos[:, None] * theta                                         # (T, hs/2)
+    x1, x2 = x.float().chunk(2, dim=-1)             # (B, nh, T, hs/2) each; pair i is x1[..., i], x2[..., i]
+    cos, sin = angle.cos(), angle.sin()
+    return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1).type_as(x)   # (B, nh, T, hs)
+
+
+class CausalSelfAttention(nn.Module):
+    """Multi-head masked self-attention: n_head heads side by side, computed as one batch. The lecture gives
+    each head its own key, query and value Linear(n_embd, head_size) and runs the heads one after another.
+    Here one Linear(n_embd, 3 * n_embd) computes every head's query, key and value at once and the heads
+    become a batch dimension: the same numbers, in fewer, larger matrix multiplies (tests/test_gpt.py
+    checks this against the one-module-per-head tests/lecture_gpt.py)."""
 
     def __init__(self, config):
         super().__init__()
         assert config.n_embd % config.n_head == 0, "n_embd must be a multiple of n_head"
         self.n_head = config.n_head
         self.head_size = config.n_embd // config.n_head
-        self.dropout = config.dropout
         self.fused_attention = config.fused_attention
         self.rope, self.qk_norm = config.rope, config.qk_norm
         self.keep_weights = False   # True: the explicit path keeps its last weights in .weights, to show
@@ -67,8 +98,7 @@ class CausalSelfAttention(nn.Module):
         self.query_key_value = nn.Linear(config.n_embd, 3 * config.n_embd, bias=False)
         # After the heads have gathered information, mix it back into the residual stream.
         self.proj = nn.Linear(config.n_embd, config.n_embd)
-        # Dropout: while training, zero a random share of the activations (and scale up the rest), so
-        # the network cannot lean on any one of them (Srivastava et al., 2014); the class is below.
+        # Dropout (above): on the attention weights, and on what the heads add to the residual stream.
         self.attn_dropout = Dropout(config.dropout)
         self.resid_dropout = Dropout(config.dropout)
         # Lower-triangular ones: position t may look at positions 0..t, never at the future it is
@@ -91,7 +121,7 @@ class CausalSelfAttention(nn.Module):
             # unit root-mean-square, so the affinities below stay within +-sqrt(hs), however large the
             # weights grow: a cap that keeps big models stable, and may keep a head from sharpening.
             q, k = F.rms_norm(q, (self.head_size,)), F.rms_norm(k, (self.head_size,))
-        if self.rope:      # the position enters here instead of at the embedding: rotate(), below
+        if self.rope:      # the position enters here instead of at the embedding: rotate(), above
             q, k = rotate(q, pos), rotate(k, pos)                         # (B, nh, T, hs) each
         if cache is not None:
             k, v = cache.update(layer, k, v)                              # 2 x (B, nh, Tk, hs)
@@ -112,11 +142,11 @@ class CausalSelfAttention(nn.Module):
             wei = self.attn_dropout(wei)                                 # cut a random share of the links
             out = wei @ v                      # (B, nh, T, Tk) @ (B, nh, Tk, hs) -> (B, nh, T, hs)
         else:
-            # The same lines in one PyTorch call, which never stores the (T, Tk) weights
-            # (on a GPU: flash attention), and draws its own dropout mask by the same rule.
-            # is_causal is the mask above when Tk = T; with a cache the rows of the mask are passed.
+            # The same lines in one PyTorch call: q @ k^T scaled by 1/sqrt(head_size), the causal mask (tril:
+            # is_causal when Tk = T, else its rows), the softmax, dropout on the weights while training, @ v.
+            # It never stores the (T, Tk) weights (on a GPU: flash attention); on a CPU it was 4% slower.
             mask = None if Tk == T else self.tril[Tk - T:Tk, :Tk]                       # (T, Tk)
-            dropout_p = self.dropout if self.training else 0.0
+            dropout_p = self.attn_dropout.p if self.training else 0.0
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p,
                                                  is_causal=mask is None)                # (B, nh, T, hs)
 
@@ -129,9 +159,8 @@ class FeedForward(nn.Module):
 
     def __init__(self, config):
         super().__init__()
-        # Between the layers, the lecture's ReLU; or GELU, x * Phi(x) with Phi the normal distribution's
-        # CDF, a smooth ReLU (Hendrycks & Gimpel, 2016; GPT-2 uses its tanh approximation); or ReLU
-        # squared, which a search over Transformer variants found (So et al., 2021; below the divider).
+        # Between the layers, the lecture's ReLU; or GELU, x * Phi(x) (Phi: the normal CDF), a smooth ReLU
+        # (Hendrycks & Gimpel, 2016; GPT-2 uses its tanh form); or ReLU squared (So et al., 2021; below).
         activation = {"relu": nn.ReLU, "gelu": nn.GELU, "relu2": ReLUSquared}[config.activation]()
         # 4x wider inside, as in "Attention Is All You Need" (512 -> 2048 -> 512).
         self.net = nn.Sequential(
@@ -176,8 +205,7 @@ class GPT(nn.Module):
         self.config = config
         self.block_size = config.block_size
         self.token_embedding_table = nn.Embedding(config.vocab_size, config.n_embd)
-        # Attention itself is blind to order; a learned vector per position tells it where it is
-        # (or, with config.rope, attention turns queries and keys by their position: rotate(), below).
+        # Attention is blind to order: a learned vector per position says where it is (or rotate(), above).
         if not config.rope:
             self.position_embedding_table = nn.Embedding(config.block_size, config.n_embd)
         self.blocks = nn.ModuleList([Block(config) for _ in range(config.n_layer)])
@@ -237,50 +265,12 @@ class GPT(nn.Module):
 
 
 # =================================================================================================
-# The model is complete above, but for exercise 4's changes from later papers, which GPTConfig turns
-# on (RoPE's rotate and ReLU squared), and its Dropout: nn.Dropout's rule with a cheaper mask on a CPU.
-# Then the KV cache generate.py samples with: the same logits, up to rounding, for less work.
-# =================================================================================================
-
-def rotate(x, pos):
-    """Rotary position embedding, RoPE (Su et al., 2021): x (B, nh, T, hs) at positions pos (T,) -> x turned.
-
-    The hs channels of a query or key form hs/2 pairs (channel i with channel i + hs/2: the paper pairs
-    neighbours, a relabelling the learned projections absorb), and pair i at position t is turned, as a
-    point in a plane, by the angle t * theta_i, theta_i = 10000^(-2i/hs): from 1 towards 1/10000, some
-    pairs turn fast, some slowly. Turning keeps lengths and angles, so a query turned by t and a key
-    turned by s score as if only the key were turned, by (s - t) * theta_i: their dot product depends
-    on how far apart they are, not on where they stand. Nothing is added to the token embeddings."""
-    hs = x.size(-1)
-    theta = 10000 ** (-torch.arange(0, hs, 2, device=x.device) / hs)   # (hs/2,)
-    angle = pos[:, None] * theta                                         # (T, hs/2)
-    x1, x2 = x.float().chunk(2, dim=-1)             # (B, nh, T, hs/2) each; pair i is x1[..., i], x2[..., i]
-    cos, sin = angle.cos(), angle.sin()
-    return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1).type_as(x)   # (B, nh, T, hs)
-
+# The model the presets build is complete above. Below: ReLU squared (exercise 4; no preset turns it on)
+# and the KV cache generate.py samples with: the same logits, up to rounding, for less work.
 
 class ReLUSquared(nn.Module):   # max(0, x)^2 ("Primer", So et al., 2021): 0 below 0, as ReLU; steeper above
     def forward(self, x):
         return F.relu(x).square()
-
-
-class Dropout(nn.Module):
-    """nn.Dropout's rule (zero each activation with probability p, scale the rest by 1 / (1 - p)); on a
-    CPU, four 16-bit random numbers (p to 1/65536) per 64-bit draw: saves 11% of a CPU-recipe step."""
-
-    def __init__(self, p):
-        super().__init__()
-        self.p = p
-
-    def forward(self, x):
-        if not self.training or self.p == 0:
-            return x
-        if x.device.type != "cpu":
-            return F.dropout(x, self.p)
-        bits = torch.empty((x.numel() + 3) // 4, dtype=torch.int64).random_(-2**63, None)   # (numel / 4,)
-        r = bits.view(torch.int16)[:x.numel()].view(x.shape)       # x's shape, uniform 16-bit integers
-        keep = r >= round(self.p * 65536) - 32768                  # True with probability 1 - p
-        return x * keep.to(x.dtype).mul_(1 / (1 - self.p))         # the multiplier in x's own dtype
 
 
 class KVCache:

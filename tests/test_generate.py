@@ -55,6 +55,18 @@ def test_the_kv_cache_gives_the_full_contexts_logits(checkpoint, request):
     assert torch.allclose(torch.cat([first] + steps, dim=1), full, atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("checkpoint", ["gpt_checkpoint", "changed_gpt_checkpoint"])
+def test_with_the_kv_cache_each_step_runs_only_the_new_character_until_the_window_slides(checkpoint, request):
+    model, chars = load(request.getfixturevalue(checkpoint))
+    forward = generate.with_kv_cache(model)
+    idx = torch.randint(len(chars), (2, 24))
+    for T in range(5, 25):   # as in sample(): a prompt of 5, one more each step, then the last 16 slide
+        idx_cond = idx[:, :T][:, -16:]                                           # (B, min(T, 16))
+        logits, _ = forward(idx_cond)
+        assert logits.size(1) == (5 if T == 5 else 1 if T <= 16 else 16)         # the positions it ran
+        assert torch.allclose(logits[:, -1], model(idx_cond)[0][:, -1], atol=1e-5, rtol=0)
+
+
 def test_temperature_zero_and_top_k_of_one_are_greedy(gpt_checkpoint):
     model, _ = load(gpt_checkpoint)
     idx = torch.zeros((1, 1), dtype=torch.long)
