@@ -68,7 +68,7 @@ def next_token_probs(logits, temperature=1.0, top_k=None, top_p=None):
 def with_kv_cache(model):
     """Speed trick: a stand-in for model(idx_cond) in sample()'s loop, the same logits up to rounding.
     While the window grows, each character's key and value stay the same, so a KVCache keeps them and
-    each call runs only the characters it has not seen (tests/test_generate.py: the same samples)."""
+    each call runs only the characters it has not seen (tests/test_lesson_generate.py: the same samples)."""
     cache = KVCache(model.config)
 
     def forward(idx_cond):                     # idx_cond (B, T): the window, as sample() crops it

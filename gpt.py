@@ -83,7 +83,7 @@ class CausalSelfAttention(nn.Module):
     """Multi-head masked self-attention: n_head heads side by side, computed as one batch. The lecture gives
     each head its own key, query and value Linear(n_embd, head_size) and runs the heads one after another.
     Here one Linear(n_embd, 3 * n_embd) computes every head's query, key and value at once and the heads
-    become a batch dimension: the same numbers, in fewer, larger matrix multiplies (tests/test_gpt.py
+    become a batch dimension: the same numbers, in fewer, larger matrix multiplies (tests/test_lesson_gpt.py
     checks this against the one-module-per-head tests/lecture_gpt.py)."""
 
     def __init__(self, config):
@@ -102,7 +102,7 @@ class CausalSelfAttention(nn.Module):
         self.attn_dropout = Dropout(config.dropout)
         self.resid_dropout = Dropout(config.dropout)
         # Lower-triangular ones: position t may look at positions 0..t, never at the future it is
-        # trying to predict (the masked average of tests/test_attention_trick.py). Not learned, not saved.
+        # trying to predict (tests/test_lesson_attention_trick.py's masked average). Not learned or saved.
         tril = torch.tril(torch.ones(config.block_size, config.block_size, dtype=torch.bool))
         self.register_buffer("tril", tril, persistent=False)          # (block_size, block_size)
 

@@ -43,7 +43,7 @@ def decode(ids, chars):   # ids -> the string they stand for, through the lectur
 
 
 # The same vocabulary and ids, for texts of gigabytes: numpy on the characters' numbers, not a Python loop
-# per character (tests/test_prepare.py proves that these give what build_vocab and encode give).
+# per character (tests/test_lesson_prepare.py proves that these give what build_vocab and encode give).
 
 def distinct_chars(text):   # build_vocab(text): the code points that occur, counted instead of put in a set
     return "".join(map(chr, np.flatnonzero(np.bincount(code_points(text)))))

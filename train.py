@@ -10,7 +10,7 @@ Step 3 of the lesson: train a model on the prepared text and watch the loss fall
 The loop is the lecture's, with a learning-rate warmup and cosine decay, gradient clipping, weight
 decay on matrices only, Muon, and bfloat16 (or float16 with a loss scaler) where it is fast. Read
 down to "The lesson ends here"; below it is machinery (devices, the data's checks, the run's files,
-Ctrl-C, torchrun, the loss plot, the command line).
+Ctrl-C, torchrun, the loss plot, the command line) and the table of settings and recipes.
 """
 
 import argparse
@@ -236,8 +236,9 @@ def addition_batch(problems, digits, device):
 
 
 # =================================================================================================
-# The lesson ends here: the recipes, the batches, the loss estimate, the optimisers, the schedule
-# and the loop are above; the models are in bigram.py and gpt.py. Below is the machinery.
+# The lesson ends here: the batches, the loss estimate, the optimisers, the schedule, the loop and
+# exercise 2's sums are above; the models are in bigram.py and gpt.py. Below is the machinery, and
+# at the end the settings and recipes every run is made of.
 # =================================================================================================
 
 def fail(message):   # a mistake the user can fix: one line naming the fix, exit status 1, no traceback
@@ -490,10 +491,11 @@ class RunControl:
         self.args, self.ranks, self.saved = args, ranks, saved
         self.start = time.monotonic() - elapsed   # the clock counts the runs this one resumes
         self.signal, self.done, self.seconds, self.share, self.bad_losses = 0, False, elapsed, 0.0, 0
-        self.progress = progress_bar(args, iter_num, ranks)
+        self.iter_num = iter_num
 
     def __enter__(self):
         self.lock = claim_out_dir(self.args, self.saved) if self.ranks.master else None
+        self.progress = progress_bar(self.args, self.iter_num, self.ranks)
         self.previous = {s: signal.signal(s, self.request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
         return self
 

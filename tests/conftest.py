@@ -1,5 +1,6 @@
-"""Shared helpers for the tests: a small text of our own, a prepared data/ folder, script runs."""
+"""Shared helpers for the tests: a small text of our own, prepared data, small models, script runs."""
 
+import csv
 import os
 import random
 import subprocess
@@ -91,21 +92,47 @@ def changed_gpt_checkpoint(tmp_path_factory):
         "--dtype", "float32", "--rope", "--tie-weights", "--activation", "relu2", "--qk-norm"])
 
 
+# train.py's flags for a GPT that trains in seconds on the small text.
+TINY = ["--n-layer", "1", "--n-head", "2", "--n-embd", "32", "--block-size", "16", "--batch-size", "8",
+        "--eval-iters", "5", "--device", "cpu", "--dtype", "float32", "--warmup-iters", "5"]
+
+SMALL = dict(vocab_size=65, block_size=32, n_layer=2, n_head=4, n_embd=64, dropout=0.0)
+
+
+def small_gpt(**changes):
+    """A GPT of SMALL's sizes (with `changes`), the same weights each time, in eval mode."""
+    import torch
+    from gpt import GPT, GPTConfig
+    torch.manual_seed(0)
+    return GPT(GPTConfig(**{**SMALL, **changes})).eval()
+
+
+def read_log(folder):
+    with open(folder / "log.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def saved(path):
+    import torch
+    return torch.load(path, weights_only=True)
+
+
 def run_script(script, *args, cwd, timeout=300, stdin=None, memory_gb=None):
     """Run one of the project's scripts as a user would, from `cwd`; returns the CompletedProcess.
     memory_gb: the most address space it may take, so that a larger allocation fails at once."""
     def limit_memory():
         import resource   # POSIX
         resource.setrlimit(resource.RLIMIT_AS, (memory_gb << 30, memory_gb << 30))
-    return subprocess.run([sys.executable, str(ROOT / script), *map(str, args)], cwd=cwd, capture_output=True,
-                          text=True, timeout=timeout, input=stdin, preexec_fn=memory_gb and limit_memory)
+    return subprocess.run([sys.executable, str(ROOT / script), *map(str, args)], cwd=cwd,
+                          capture_output=True, text=True, timeout=timeout, input=stdin,
+                          preexec_fn=memory_gb and limit_memory)
 
 
 def train_here(folder, *flags):
     """train.train in this process, on folder/data into folder/out (flags after these win)."""
     import train
-    return train.train(*train.parse_args(["--data-dir", str(folder / "data"), "--out-dir", str(folder / "out"),
-                                          *map(str, flags)]))
+    return train.train(*train.parse_args(["--data-dir", str(folder / "data"),
+                                          "--out-dir", str(folder / "out"), *map(str, flags)]))
 
 
 def assert_one_line_error(result, *fragments):
@@ -116,3 +143,34 @@ def assert_one_line_error(result, *fragments):
     assert len(lines) == 1, result.stderr
     for fragment in fragments:
         assert fragment in lines[0], lines[0]
+
+
+# Exercises 2 and 3. The fixtures below are made once per test file: its tests write into their folders.
+
+def prepare_text(folder, name, text, vocab=None):
+    """folder/name.txt holding `text`, prepared into folder/name/ (in `vocab`'s ids, if given)."""
+    import prepare
+    (folder / f"{name}.txt").write_text(text, encoding="utf-8")
+    return prepare.prepare(str(folder / f"{name}.txt"), str(folder / name), 0.1, vocab=vocab)
+
+
+@pytest.fixture(scope="session")
+def adder(tmp_path_factory):
+    """A GPT trained on two-digit sums for 700 steps (about 20 s on 2 CPU cores) -> its folder."""
+    folder = tmp_path_factory.mktemp("adder")
+    train_here(folder, "--task", "addition", "--digits", "2", "--n-layer", "2", "--n-embd", "64",
+               "--batch-size", "64", "--max-iters", "700", "--eval-interval", "350", "--eval-iters", "2",
+               "--learning-rate", "3e-3", "--min-lr", "3e-4", "--device", "cpu", "--dtype", "float32")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def pretrained(tmp_path_factory):
+    """A tiny GPT trained on the small play (data/, out/), and another text in its vocabulary (other/)."""
+    folder = tmp_path_factory.mktemp("pretrained")
+    big = prepare_text(folder, "data", make_text() + "xyz")
+    prepare_text(folder, "other", make_text(seed=5)[::-1], vocab="".join(big["chars"]))
+    train_here(folder, "--n-layer", "1", "--n-head", "2", "--n-embd", "32", "--block-size", "16",
+               "--batch-size", "16", "--max-iters", "100", "--eval-interval", "50", "--eval-iters", "4",
+               "--device", "cpu", "--dtype", "float32", "--optimizer", "adamw", "--learning-rate", "3e-3")
+    return folder

@@ -1,8 +1,6 @@
-"""train.py: batches, the schedule, the optimisers, a loss that falls, and a run's files kept whole."""
+"""train.py's protection: each machine's settings, exact resumes, files kept whole, and one-line errors."""
 
 import argparse
-import csv
-import math
 import os
 import shutil
 import signal
@@ -10,64 +8,17 @@ import subprocess
 import sys
 import time
 
-import numpy as np
 import pytest
 import torch
 
+import generate
 import train
-from conftest import ROOT, assert_one_line_error, make_text, run_script, train_here
+from conftest import (ROOT, TINY, assert_one_line_error, make_text, prepare_text, read_log, run_script, saved,
+                      small_gpt, train_here)
 from gpt import GPT, GPTConfig
 
-TINY = ["--n-layer", "1", "--n-head", "2", "--n-embd", "32", "--block-size", "16", "--batch-size", "8",
-        "--eval-iters", "5", "--device", "cpu", "--dtype", "float32", "--warmup-iters", "5"]
 
-
-def read_log(folder):
-    with open(folder / "log.csv", newline="") as f:
-        return list(csv.DictReader(f))
-
-
-def saved(path):
-    return torch.load(path, weights_only=True)
-
-
-# --- the lesson: batches, the schedule, the optimisers, the loop -----------------------------------
-
-def test_get_batch_shapes_and_targets_are_inputs_shifted_by_one():
-    data = np.arange(100, dtype=np.uint8)  # id i at position i, so a chunk's start is its first id
-    torch.manual_seed(0)
-    x, y = train.get_batch(data, batch_size=4, block_size=8, device=torch.device("cpu"))
-    assert x.shape == (4, 8) and y.shape == (4, 8) and x.dtype == y.dtype == torch.long
-    for row_x, row_y in zip(x, y):
-        start = row_x[0].item()
-        assert row_x.tolist() == list(range(start, start + 8))
-        assert row_y.tolist() == list(range(start + 1, start + 9))
-
-
-def test_learning_rate_warms_up_then_decays_along_a_cosine_to_min_lr():
-    lr = [train.get_lr(i, 1e-3, 1e-4, warmup_iters=10, lr_decay_iters=110) for i in range(120)]
-    assert lr[0] == 1e-4 and lr[9] == 1e-3                         # linear warmup to the peak
-    assert abs(lr[60] - (1e-4 + 1e-3) / 2) < 1e-12                 # halfway down the cosine
-    assert lr[110] == lr[119] == 1e-4                              # then flat at min_lr
-    assert all(a >= b for a, b in zip(lr[9:], lr[10:]))            # never rising after the peak
-
-
-def test_muon_takes_the_blocks_matrices_adamw_the_rest_and_decay_spares_biases_and_gains():
-    model = GPT(GPTConfig(vocab_size=10, block_size=8, n_layer=2, n_head=2, n_embd=16, dropout=0.0))
-    [adamw] = train.configure_optimizers(model, "adamw", 1e-3, 0.1)
-    decay, no_decay = adamw.param_groups
-    assert all(p.dim() == 2 for p in decay["params"]) and decay["weight_decay"] == 0.1
-    assert all(p.dim() == 1 for p in no_decay["params"]) and no_decay["weight_decay"] == 0.0
-    assert len(decay["params"]) + len(no_decay["params"]) == len(list(model.parameters()))
-
-    muon, adamw = train.configure_optimizers(model, "muon", 1e-3, 0.1, muon_lr_scale=2.0)
-    in_muon = muon.param_groups[0]["params"]
-    assert len(in_muon) == 2 * 4 and all(p.dim() == 2 for p in in_muon)   # per block: qkv, proj, 2 in ffwd
-    assert muon.param_groups[0]["lr_scale"] == 2.0 and muon.param_groups[0]["weight_decay"] == 0.1
-    decay, no_decay = adamw.param_groups                                    # embeddings and head; the rest
-    assert {tuple(p.shape) for p in decay["params"]} == {(10, 16), (8, 16)}
-    assert len(in_muon) + len(decay["params"]) + len(no_decay["params"]) == len(list(model.parameters()))
-
+# --- each machine's settings, number format and progress bar --------------------------------------
 
 def test_without_flags_a_cpu_machine_gets_the_cpu_recipe_and_flags_override_it(monkeypatch):
     for bfloat16_hardware, optimizer in ((True, "muon"), (False, "adamw")):   # Muon where bfloat16 is fast
@@ -86,48 +37,6 @@ def test_without_flags_a_cpu_machine_gets_the_cpu_recipe_and_flags_override_it(m
     assert args.time_budget is None and args.max_iters == 30
 
 
-def test_the_bigram_learns_and_every_evaluation_is_logged(prepared):
-    best = train_here(prepared, "--model", "bigram", "--max-iters", "300", "--eval-interval", "100",
-                      "--eval-iters", "20", "--device", "cpu")
-    rows = read_log(prepared / "out")
-    assert [int(r["iter"]) for r in rows] == [0, 100, 200, 300]
-    first, last = float(rows[0]["val_loss"]), float(rows[-1]["val_loss"])
-    assert abs(first - math.log(len(saved(prepared / "out" / "ckpt.pt")["vocab"]))) < 0.05
-    assert last < first - 1.0 and round(best, 4) == min(float(r["val_loss"]) for r in rows)
-
-
-def test_the_gpt_learns_and_its_checkpoint_holds_plain_values_only(prepared):
-    best = train_here(prepared, *TINY, "--max-iters", "150", "--eval-interval", "50", "--learning-rate", "3e-3")
-    assert float(read_log(prepared / "out")[0]["val_loss"]) > 3.5 and best < 2.5
-    checkpoint = saved(prepared / "out" / "ckpt.pt")   # weights_only: tensors, numbers, strings, dicts
-    assert checkpoint["model_args"] == {"model": "gpt", "vocab_size": len(checkpoint["vocab"]), "block_size": 16,
-                                        "n_layer": 1, "n_head": 2, "n_embd": 32, "dropout": 0.1, "rope": True,
-                                        "tie_weights": False, "activation": "relu", "qk_norm": False}
-    assert checkpoint["best_val_loss"] == best
-
-
-def test_ckpt_holds_the_best_evaluations_weights_and_last_the_state_to_resume(prepared, monkeypatch, capsys):
-    val_losses = iter([3.0, 2.0, 2.5])    # steps 0, 10, 20: the best is at step 10
-    monkeypatch.setattr(train, "estimate_loss", lambda *a: {"train": 1.0, "val": next(val_losses)})
-    train_here(prepared, *TINY, "--max-iters", "20", "--eval-interval", "10")
-    best, last = saved(prepared / "out" / "ckpt.pt"), saved(prepared / "out" / "last.pt")
-    assert (best["iter_num"], best["best_val_loss"], last["iter_num"], last["best_val_loss"]) == (10, 2.0, 20, 2.0)
-    assert "optimizers" not in best and "optimizers" in last
-    out = capsys.readouterr().out
-    assert "best val loss 2.0000: " in out and "last step 20: " in out and "step    train      val" in out
-
-
-def test_the_plot_draws_both_losses_and_shows_overfitting(tmp_path):
-    (tmp_path / "log.csv").write_text("iter,train_loss,val_loss,elapsed_s\n0,4.2,4.2,0\n100,2.5,2.6,1\n"
-                                      "200,2.0,2.2,2\n300,1.6,1.8,3\n400,1.2,1.9,4\n500,1.0,2.1,5\n")
-    chart = train.plot_log(str(tmp_path / "log.csv")).splitlines()
-    assert len(chart) == 1 + 6 and chart[1].split()[:3] == ["0", "4.2000", "4.2000"]
-    bars = [line.split("|")[1] for line in chart[2:]]
-    assert bars[0].index(".") < bars[0].index("o") and bars[-1].index(".") == 0   # train falls to the left edge
-    gaps = [bar.index("o") - bar.index(".") for bar in bars]
-    assert gaps[-1] > gaps[-2] > gaps[1]                                           # val parts from train
-
-
 def test_the_number_format_follows_the_hardware_and_says_why(monkeypatch):
     cuda = torch.device("cuda")
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device: (7, 5))   # a T4
@@ -142,6 +51,26 @@ def test_the_number_format_follows_the_hardware_and_says_why(monkeypatch):
     assert train.pick_dtype("float16", torch.device("cpu")) == (torch.float16, "--dtype float16")
 
 
+def test_under_cpu_autocast_the_layer_norms_and_the_loss_stay_float32(monkeypatch):
+    """What pick_dtype's docstring in train.py says of autocast: layer norms and the loss stay float32."""
+    from torch.nn import functional as F
+    seen = []
+    softmax = F.softmax
+    monkeypatch.setattr(F, "softmax", lambda x, dim: seen.append(("softmax", x.dtype)) or softmax(x, dim=dim))
+    explicit = small_gpt(fused_attention=False)
+    for module in explicit.modules():
+        if isinstance(module, torch.nn.LayerNorm):
+            module.register_forward_hook(
+                lambda module, inputs, output: seen.append(("layer norm", output.dtype)))
+    idx = torch.randint(65, (2, 16))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits, loss = explicit(idx, idx)
+    # The layer norms read the float32 stream; the softmax reads a bfloat16 product.
+    assert {dtype for kind, dtype in seen if kind == "layer norm"} == {torch.float32}
+    assert {dtype for kind, dtype in seen if kind == "softmax"} == {torch.bfloat16}
+    assert logits.dtype == torch.bfloat16 and loss.dtype == torch.float32
+
+
 def test_the_progress_bar_shows_in_a_terminal_and_stays_out_of_files_and_other_ranks(monkeypatch):
     args, *_ = train.parse_args(["--max-iters", "30"])
     rank0, rank1 = (argparse.Namespace(size=2, rank=r, local=r, master=r == 0) for r in (0, 1))
@@ -153,7 +82,19 @@ def test_the_progress_bar_shows_in_a_terminal_and_stays_out_of_files_and_other_r
         assert bar.disable
 
 
-# --- resuming, and the machinery the loop leans on ------------------------------------------------
+# --- saving, resuming, and the machinery the loop leans on ------------------------------------------
+
+def test_ckpt_holds_the_best_evaluations_weights_and_last_the_state_to_resume(prepared, monkeypatch, capsys):
+    val_losses = iter([3.0, 2.0, 2.5])    # steps 0, 10, 20: the best is at step 10
+    monkeypatch.setattr(train, "estimate_loss", lambda *a: {"train": 1.0, "val": next(val_losses)})
+    train_here(prepared, *TINY, "--max-iters", "20", "--eval-interval", "10")
+    best, last = saved(prepared / "out" / "ckpt.pt"), saved(prepared / "out" / "last.pt")
+    assert ((best["iter_num"], best["best_val_loss"], last["iter_num"], last["best_val_loss"])
+            == (10, 2.0, 20, 2.0))
+    assert "optimizers" not in best and "optimizers" in last
+    out = capsys.readouterr().out
+    assert "best val loss 2.0000: " in out and "last step 20: " in out and "step    train      val" in out
+
 
 @pytest.mark.parametrize("flags", [["--optimizer", "adamw"], ["--optimizer", "muon", "--dtype", "float16"]])
 def test_a_run_stopped_by_ctrl_c_and_resumed_ends_exactly_where_the_unbroken_run_ends(prepared, flags,
@@ -178,15 +119,17 @@ def test_a_run_stopped_by_ctrl_c_and_resumed_ends_exactly_where_the_unbroken_run
     assert straight["iter_num"] == halves["iter_num"] == 40 and straight["scaler"] == halves["scaler"]
     for name, weight in straight["model"].items():
         assert torch.equal(weight, halves["model"][name]), name
-    assert read_log(prepared / "straight") == [{**r, "elapsed_s": s["elapsed_s"]} for r, s in
-                                               zip(read_log(prepared / "halves"), read_log(prepared / "straight"))]
+    assert read_log(prepared / "straight") == [
+        {**r, "elapsed_s": s["elapsed_s"]}
+        for r, s in zip(read_log(prepared / "halves"), read_log(prepared / "straight"))]
 
 
 def test_float16_steps_the_scaler_skips_do_not_stop_the_run(prepared, monkeypatch):
     # A first scale of 2**40 overflows float16's range, so the first steps are skipped (their
     # gradients are inf) and the scale is halved each time until the gradients fit.
     scaler = torch.amp.GradScaler
-    monkeypatch.setattr(torch.amp, "GradScaler", lambda device, **kw: scaler(device, init_scale=2.0**40, **kw))
+    monkeypatch.setattr(torch.amp, "GradScaler",
+                        lambda device, **kw: scaler(device, init_scale=2.0**40, **kw))
     train_here(prepared, *TINY, "--dtype", "float16", "--max-iters", "40", "--eval-interval", "20")
     last = saved(prepared / "out" / "last.pt")
     assert last["iter_num"] == 40 and last["scaler"]["scale"] < 2.0**20
@@ -228,7 +171,8 @@ def test_a_signal_finishes_the_step_saves_and_says_how_to_resume(prepared, signa
     while not (prepared / "out" / "last.pt").exists():
         assert process.poll() is None, process.communicate()
         time.sleep(0.1)
-    assert_one_line_error(run_script("train.py", "--resume", cwd=prepared), "another train.py is running in out/")
+    assert_one_line_error(run_script("train.py", "--resume", cwd=prepared),
+                          "another train.py is running in out/")
     process.send_signal(signal_number)
     stdout, stderr = process.communicate(timeout=120)
     assert process.returncode == 128 + signal_number and "Traceback" not in stderr
@@ -252,7 +196,7 @@ def test_sigkill_at_any_moment_leaves_the_old_or_the_new_file_never_a_broken_one
         completed = len((first + process.communicate()[0]).split())
         data = (tmp_path / "ckpt").read_bytes()
         assert len(data) == 8_000_000 and data == bytes([data[0]]) * 8_000_000    # whole
-        assert data[0] in {completed % 256, (completed + 1) % 256}                 # the last, or the one in flight
+        assert data[0] in {completed % 256, (completed + 1) % 256}   # the last, or the one in flight
 
 
 def test_a_full_disk_ends_in_one_line_and_keeps_the_checkpoints_whole(prepared):
@@ -263,20 +207,24 @@ def test_a_full_disk_ends_in_one_line_and_keeps_the_checkpoints_whole(prepared):
     def no_file_past_20_kb():   # the kernel refuses the write (EFBIG) as a full disk refuses it
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, 20_000))
-    result = subprocess.run([sys.executable, str(ROOT / "train.py"), "--resume", "--max-iters", "20"], cwd=prepared,
-                            capture_output=True, text=True, preexec_fn=no_file_past_20_kb)
-    assert_one_line_error(result, "cannot write to out/ (File too large); it holds the last whole checkpoints")
+    result = subprocess.run([sys.executable, str(ROOT / "train.py"), "--resume", "--max-iters", "20"],
+                            cwd=prepared, capture_output=True, text=True, preexec_fn=no_file_past_20_kb)
+    assert_one_line_error(result,
+                          "cannot write to out/ (File too large); it holds the last whole checkpoints")
     assert {name: (prepared / "out" / name).read_bytes() for name in before} == before
     assert sorted(os.listdir(prepared / "out")) == ["ckpt.pt", "last.pt", "log.csv"]
 
 
 def test_two_processes_train_with_ddp_and_rank_0s_checkpoint_samples(prepared):
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
-               str(ROOT / "train.py"), *TINY, "--max-iters", "30", "--eval-interval", "10", "--optimizer", "muon"]
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+               "--master_port", "29517", str(ROOT / "train.py"), *TINY, "--max-iters", "30",
+               "--eval-interval", "10", "--optimizer", "muon"]
     result = subprocess.run(command, cwd=prepared, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "2 processes" in result.stdout and result.stdout.count("best val loss") == 1   # rank 0 alone reports
-    assert not any(k.startswith(("module.", "_orig_mod.")) for k in saved(prepared / "out" / "ckpt.pt")["model"])
+    # rank 0 alone reports
+    assert "2 processes" in result.stdout and result.stdout.count("best val loss") == 1
+    assert not any(k.startswith(("module.", "_orig_mod."))
+                   for k in saved(prepared / "out" / "ckpt.pt")["model"])
     sample = run_script("generate.py", "--seed", "0", "--max-new-tokens", "50", cwd=prepared)
     assert sample.returncode == 0 and len(sample.stdout) == 1 + 50 + 1, sample.stderr
 
@@ -287,11 +235,12 @@ def test_a_learners_shape_bug_in_gpt_py_shows_pythons_traceback_naming_gpt_py(pr
     for name in ("bigram.py", "gpt.py", "train.py", "prepare.py"):
         shutil.copy(ROOT / name, project / name)
     gpt = (project / "gpt.py").read_text()
-    buggy = gpt.replace("nn.Linear(4 * config.n_embd, config.n_embd)", "nn.Linear(4 * config.n_embd - 1, config.n_embd)")
+    buggy = gpt.replace("nn.Linear(4 * config.n_embd, config.n_embd)",
+                        "nn.Linear(4 * config.n_embd - 1, config.n_embd)")
     assert buggy != gpt
     (project / "gpt.py").write_text(buggy)
-    result = subprocess.run([sys.executable, str(project / "train.py"), *TINY, "--max-iters", "5"], cwd=prepared,
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run([sys.executable, str(project / "train.py"), *TINY, "--max-iters", "5"],
+                            cwd=prepared, capture_output=True, text=True, timeout=300)
     assert result.returncode != 0 and "Traceback (most recent call last)" in result.stderr
     assert f'File "{project / "gpt.py"}"' in result.stderr and "mat1 and mat2 shapes" in result.stderr
 
@@ -355,12 +304,13 @@ MISTAKES = [   # (set-up, flags, environment, what the one line says)
     (None, ["--resume", "--model", "gpt"], {}, "out/last.pt holds a bigram run; resume it without --model"),
     (None, ["--resume", "--optimizer", "muon"], {}, "--optimizer is a GPT setting"),
     (other_text, ["--resume", "--data-dir", "other"], {}, "trained on other data than other/ holds"),
-    (make_folder("trap", lambda f: {"last.pt": pickled({"model": Trap()})}), ["--resume", "--out-dir", "trap"], {},
-     "refusing to load trap/last.pt: it holds Python objects"),
+    (make_folder("trap", lambda f: {"last.pt": pickled({"model": Trap()})}),
+     ["--resume", "--out-dir", "trap"], {}, "refusing to load trap/last.pt: it holds Python objects"),
     (make_folder("cut", lambda f: {"last.pt": (f / "out" / "last.pt").read_bytes()[:500]}),
      ["--resume", "--out-dir", "cut"], {}, "cut/last.pt is not a readable checkpoint"),
     (make_folder("alien", lambda f: {"last.pt": pickled({"weights": torch.zeros(2)})}),
-     ["--resume", "--out-dir", "alien"], {}, "not a checkpoint of train.py to start from (it has no model, model_args"),
+     ["--resume", "--out-dir", "alien"], {},
+     "not a checkpoint of train.py to start from (it has no model, model_args"),
     (None, ["--device", "cuda"], {}, "this machine has no cuda; add --device cpu"),   # CUDA hidden below
     (None, [], {"WORLD_SIZE": "2"}, "start the processes with torchrun, or unset WORLD_SIZE"),
     (None, [], {"WORLD_SIZE": "2", "RANK": "two", "LOCAL_RANK": "0", "MASTER_ADDR": "x", "MASTER_PORT": "1"},
@@ -401,7 +351,8 @@ def test_out_of_memory_is_one_line_naming_the_flag_to_lower(prepared):
 def test_an_allocation_that_fails_past_the_estimate_is_one_line_too(prepared):
     # The estimate counts activations, not weights: a width of 40,000 passes it, and its first matrix
     # (120,000 x 40,000 floats, 19 GB) is more than 12 GB of address space allows: the CPU allocator's error.
-    result = run_script("train.py", *TINY, "--n-embd", "40000", "--max-iters", "1", cwd=prepared, memory_gb=12)
+    result = run_script("train.py", *TINY, "--n-embd", "40000", "--max-iters", "1", cwd=prepared,
+                        memory_gb=12)
     assert_one_line_error(result, "out of memory", "--n-embd")
 
 
@@ -416,6 +367,63 @@ def test_without_flock_as_on_windows_a_run_says_so_once_trains_and_resumes(prepa
 
 def test_the_end_of_a_run_writes_last_pt_once_at_its_last_evaluation(prepared, monkeypatch):
     writes, write_whole = [], train.write_whole
-    monkeypatch.setattr(train, "write_whole", lambda path, data: writes.append(path) or write_whole(path, data))
+    monkeypatch.setattr(train, "write_whole",
+                        lambda path, data: writes.append(path) or write_whole(path, data))
     train_here(prepared, *TINY, "--optimizer", "adamw", "--max-iters", "20", "--eval-interval", "10")
     assert [os.path.basename(path) for path in writes].count("last.pt") == 3   # steps 0, 10 and 20
+
+
+# --- exercises 2 and 3: their flags, and checkpoints from elsewhere ----------------------------------
+
+def test_addition_flags_are_checked_and_a_resume_keeps_the_task(adder, monkeypatch):
+    args, *_ = train.parse_args(["--task", "addition", "--digits", "10"])
+    assert (args.preset, args.block_size) == ("addition", 32)
+    for flags, message in [(["--digits", "3"], "--digits is for --task addition"),
+                           (["--task", "addition", "--block-size", "8"], "there it sets the block size"),
+                           (["--task", "addition", "--digits", "18"], "--digits")]:
+        with pytest.raises(SystemExit, match=message):
+            train.parse_args(flags)
+    monkeypatch.chdir(adder)
+    args, saved, _ = train.parse_args(["--resume", "--max-iters", "800"])
+    assert (args.task, args.digits, args.block_size, saved["data"]["digits"]) == ("addition", 2, 8, 2)
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--data-dir", "elsewhere"], "knows other characters than elsewhere/; prepare the text with its "
+                                  "vocabulary: python prepare.py --vocab .*/data/vocab.json"),
+    (["--n-embd", "64"], "--n-embd 64: out/ckpt.pt has 32"),
+    (["--resume"], "give one"),
+    (["--init-from", "nothing.pt"], "no checkpoint at nothing.pt"),
+    (["--task", "addition"], "--task addition: out/ckpt.pt has text"),
+    (["--qk-norm"], "--qk-norm True: out/ckpt.pt has False"),
+])
+def test_init_from_mistakes_are_one_line(pretrained, monkeypatch, flags, message):
+    prepare_text(pretrained, "elsewhere", "abc" * 100)
+    monkeypatch.chdir(pretrained)
+    with pytest.raises(SystemExit, match=message):
+        train.main(["--init-from", "out/ckpt.pt", "--out-dir", "new", "--device", "cpu", "--max-iters", "1",
+                    *flags])
+
+
+def test_a_checkpoint_from_before_the_papers_changes_is_read_as_having_none(pretrained, monkeypatch):
+    monkeypatch.setitem(train.RECIPES["cpu"], "rope", True)   # a recipe that would otherwise turn one on
+    checkpoint = torch.load(pretrained / "out" / "ckpt.pt", weights_only=True)
+    sizes = {k: checkpoint["model_args"][k] for k in ("vocab_size", *train.GPT_ARGS[:5])}
+    checkpoint["model"] = GPT(GPTConfig(**sizes)).state_dict()   # the lecture's model, as before the changes
+    checkpoint["model_args"] = {"model": "gpt", **sizes}            # which the checkpoint does not name
+    torch.save(checkpoint, pretrained / "old.pt")
+    model, _ = generate.load_model(pretrained / "old.pt", torch.device("cpu"))
+    assert hasattr(model, "position_embedding_table") and model.config.activation == "relu"
+    monkeypatch.chdir(pretrained)
+    train.main(["--init-from", "old.pt", "--out-dir", "new", "--device", "cpu", "--max-iters", "1",
+                "--eval-iters", "1"])
+    assert torch.load("new/last.pt", weights_only=True)["model_args"] == {
+        **checkpoint["model_args"], "rope": False, "tie_weights": False, "activation": "relu",
+        "qk_norm": False}
+
+
+def test_a_resume_onto_another_text_with_the_same_characters_points_to_init_from(pretrained, monkeypatch):
+    monkeypatch.chdir(pretrained)
+    with pytest.raises(SystemExit,
+                       match="trained on other data than other/ holds; .* --init-from out/ckpt.pt"):
+        train.main(["--resume", "--data-dir", "other", "--max-iters", "200"])

@@ -1,19 +1,16 @@
-"""The lecture's exercises: a GPT that adds (EX2), pretraining then fine-tuning (EX3), and the
-attention weights of a trained model, drawn (the lecture's `wei`)."""
+"""The lecture's exercises 2 and 3 (a GPT that adds; pretrain, then fine-tune), and a model's `wei`, drawn."""
 
 import csv
-import io
 import struct
 import zlib
 
 import numpy as np
-import pytest
 import torch
 
 import generate
 import prepare
 import train
-from conftest import ROOT, assert_one_line_error, make_text, run_script, train_here
+from conftest import assert_one_line_error, make_text, prepare_text, run_script, train_here
 from gpt import GPT, GPTConfig
 from lecture_gpt import ReferenceGPT, load_from_gpt
 
@@ -23,6 +20,7 @@ def as_text(ids):
 
 
 # --- EX2: addition ----------------------------------------------------------------------------------
+# The trained models these tests read, `adder` here and `pretrained` in EX3, are made in conftest.py.
 
 def test_a_problem_is_a_plus_b_then_the_sum_reversed_and_only_the_answer_is_a_target():
     torch.manual_seed(0)
@@ -41,7 +39,8 @@ def test_a_problem_is_a_plus_b_then_the_sum_reversed_and_only_the_answer_is_a_ta
 
 
 def test_held_out_problems_are_never_served_for_training():
-    args, *_ = train.parse_args(["--task", "addition", "--digits", "1", "--batch-size", "64", "--eval-iters", "2"])
+    args, *_ = train.parse_args(["--task", "addition", "--digits", "1", "--batch-size", "64",
+                                 "--eval-iters", "2"])
     _, train_batch, eval_batches = train.make_batches(args, "cpu")
     held_out = {tuple(x) for xs, _ in eval_batches["val"] for x in xs.tolist()}   # all but the last digit
     assert 5 <= len(held_out) <= 10                           # a tenth of the 100 sums, less repeats
@@ -49,16 +48,6 @@ def test_held_out_problems_are_never_served_for_training():
         x, y = train_batch()
         assert not {tuple(row) for row in x.tolist()} & held_out
         assert (y[:, :3] == -1).all() and (y[:, 3:] >= 0).all()
-
-
-@pytest.fixture(scope="module")
-def adder(tmp_path_factory):
-    """A GPT trained on two-digit sums for 700 steps (about 20 s on 2 CPU cores) -> its folder."""
-    folder = tmp_path_factory.mktemp("adder")
-    train_here(folder, "--task", "addition", "--digits", "2", "--n-layer", "2", "--n-embd", "64",
-               "--batch-size", "64", "--max-iters", "700", "--eval-interval", "350", "--eval-iters", "2",
-               "--learning-rate", "3e-3", "--min-lr", "3e-4", "--device", "cpu", "--dtype", "float32")
-    return folder
 
 
 def test_a_small_gpt_learns_to_add_and_greedy_sampling_writes_the_answers(adder):
@@ -87,25 +76,7 @@ def test_generate_answers_typed_sums_and_writes_them_to_out(adder):
     assert (adder / "sums.txt").read_text() == result.stdout
 
 
-def test_addition_flags_are_checked_and_a_resume_keeps_the_task(adder, monkeypatch):
-    args, *_ = train.parse_args(["--task", "addition", "--digits", "10"])
-    assert (args.preset, args.block_size) == ("addition", 32)
-    for flags, message in [(["--digits", "3"], "--digits is for --task addition"),
-                           (["--task", "addition", "--block-size", "8"], "there it sets the block size"),
-                           (["--task", "addition", "--digits", "18"], "--digits")]:
-        with pytest.raises(SystemExit, match=message):
-            train.parse_args(flags)
-    monkeypatch.chdir(adder)
-    args, saved, _ = train.parse_args(["--resume", "--max-iters", "800"])
-    assert (args.task, args.digits, args.block_size, saved["data"]["digits"]) == ("addition", 2, 8, 2)
-
-
 # --- EX3: pretrain, then fine-tune --------------------------------------------------------------------
-
-def prepare_text(folder, name, text, vocab=None):
-    (folder / f"{name}.txt").write_text(text, encoding="utf-8")
-    return prepare.prepare(str(folder / f"{name}.txt"), str(folder / name), 0.1, vocab=vocab)
-
 
 def test_prepare_encodes_with_another_texts_vocabulary_and_refuses_characters_it_lacks(tmp_path):
     big = prepare_text(tmp_path, "big", make_text() + "xyz€")
@@ -115,22 +86,10 @@ def test_prepare_encodes_with_another_texts_vocabulary_and_refuses_characters_it
     assert prepare.decode(ids[:18], "".join(big["chars"])) == "KING: go, friend.\n"
 
     (tmp_path / "odd.txt").write_text("KING: ¿qué?\n" * 20, encoding="utf-8")
-    result = run_script("prepare.py", "--input", "odd.txt", "--vocab", "big/vocab.json", "--data-dir", "small",
-                        cwd=tmp_path)
+    result = run_script("prepare.py", "--input", "odd.txt", "--vocab", "big/vocab.json",
+                        "--data-dir", "small", cwd=tmp_path)
     assert_one_line_error(result, "odd.txt has characters the vocabulary lacks: 'q¿é'")
     assert (tmp_path / "small" / "train.bin").read_bytes() == ids.tobytes()   # nothing written
-
-
-@pytest.fixture(scope="module")
-def pretrained(tmp_path_factory):
-    """A tiny GPT trained on the small play (data/, out/), and another text in its vocabulary (other/)."""
-    folder = tmp_path_factory.mktemp("pretrained")
-    big = prepare_text(folder, "data", make_text() + "xyz")
-    prepare_text(folder, "other", make_text(seed=5)[::-1], vocab="".join(big["chars"]))
-    train_here(folder, "--n-layer", "1", "--n-head", "2", "--n-embd", "32", "--block-size", "16",
-               "--batch-size", "16", "--max-iters", "100", "--eval-interval", "50", "--eval-iters", "4",
-               "--device", "cpu", "--dtype", "float32", "--optimizer", "adamw", "--learning-rate", "3e-3")
-    return folder
 
 
 def test_init_from_starts_a_fresh_run_from_the_weights_and_sizes(pretrained, capsys):
@@ -153,45 +112,6 @@ def test_init_from_starts_a_fresh_run_from_the_weights_and_sizes(pretrained, cap
     assert abs(train.estimate_loss(model, eval_batches, torch.autocast("cpu", enabled=False))["val"]
                - float(log[0]["val_loss"])) < 1e-4
     assert float(log[0]["val_loss"]) > float(log[-1]["val_loss"])           # and it learns the new text
-
-
-@pytest.mark.parametrize("flags, message", [
-    (["--data-dir", "elsewhere"], "knows other characters than elsewhere/; prepare the text with its "
-                                  "vocabulary: python prepare.py --vocab .*/data/vocab.json"),
-    (["--n-embd", "64"], "--n-embd 64: out/ckpt.pt has 32"),
-    (["--resume"], "give one"),
-    (["--init-from", "nothing.pt"], "no checkpoint at nothing.pt"),
-    (["--task", "addition"], "--task addition: out/ckpt.pt has text"),
-    (["--qk-norm"], "--qk-norm True: out/ckpt.pt has False"),
-])
-def test_init_from_mistakes_are_one_line(pretrained, monkeypatch, flags, message):
-    prepare_text(pretrained, "elsewhere", "abc" * 100)
-    monkeypatch.chdir(pretrained)
-    with pytest.raises(SystemExit, match=message):
-        train.main(["--init-from", "out/ckpt.pt", "--out-dir", "new", "--device", "cpu", "--max-iters", "1",
-                    *flags])
-
-
-def test_a_checkpoint_from_before_the_papers_changes_is_read_as_having_none(pretrained, monkeypatch):
-    monkeypatch.setitem(train.RECIPES["cpu"], "rope", True)   # a recipe that would otherwise turn one on
-    checkpoint = torch.load(pretrained / "out" / "ckpt.pt", weights_only=True)
-    sizes = {k: checkpoint["model_args"][k] for k in ("vocab_size", *train.GPT_ARGS[:5])}
-    checkpoint["model"] = GPT(GPTConfig(**sizes)).state_dict()     # the lecture's model, as before the changes
-    checkpoint["model_args"] = {"model": "gpt", **sizes}            # which the checkpoint does not name
-    torch.save(checkpoint, pretrained / "old.pt")
-    model, _ = generate.load_model(pretrained / "old.pt", torch.device("cpu"))
-    assert hasattr(model, "position_embedding_table") and model.config.activation == "relu"
-    monkeypatch.chdir(pretrained)
-    train.main(["--init-from", "old.pt", "--out-dir", "new", "--device", "cpu", "--max-iters", "1",
-                "--eval-iters", "1"])
-    assert torch.load("new/last.pt", weights_only=True)["model_args"] == {
-        **checkpoint["model_args"], "rope": False, "tie_weights": False, "activation": "relu", "qk_norm": False}
-
-
-def test_a_resume_onto_another_text_with_the_same_characters_points_to_init_from(pretrained, monkeypatch):
-    monkeypatch.chdir(pretrained)
-    with pytest.raises(SystemExit, match="trained on other data than other/ holds; .* --init-from out/ckpt.pt"):
-        train.main(["--resume", "--data-dir", "other", "--max-iters", "200"])
 
 
 # --- the attention weights, drawn -------------------------------------------------------------------
@@ -220,7 +140,8 @@ def test_the_drawing_labels_rows_and_columns_and_shades_by_weight():
     lines = generate.draw_attention(weights, "a b").splitlines()
     assert lines[0].split() == ["layer", "1", "head", "1", "layer", "1", "head", "2"]
     assert lines[1].split() == ["a·b", "a·b"]
-    assert [line.split() for line in lines[2:5]] == [["a", "@", "@"], ["·", "@", "@"], ["b", "+.+", "@"]]   # 0: blank
+    # a weight of 0 is blank
+    assert [line.split() for line in lines[2:5]] == [["a", "@", "@"], ["·", "@", "@"], ["b", "+.+", "@"]]
 
 
 def test_the_png_is_a_valid_grey_image_of_every_head():
@@ -243,8 +164,8 @@ def test_the_png_is_a_valid_grey_image_of_every_head():
 
 
 def test_show_attention_and_the_png_from_the_command_line(gpt_checkpoint, bigram_checkpoint, tmp_path):
-    result = run_script("generate.py", "--checkpoint", gpt_checkpoint, "--prompt", "KING:\nWhat", "--show-attention",
-                        "--attention-png", "heads.png", cwd=tmp_path)
+    result = run_script("generate.py", "--checkpoint", gpt_checkpoint, "--prompt", "KING:\nWhat",
+                        "--show-attention", "--attention-png", "heads.png", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "layer 2 head 2" in result.stdout and "KING:↵What" in result.stdout
     assert (tmp_path / "heads.png").read_bytes()[:4] == b"\x89PNG"

@@ -1,19 +1,13 @@
-"""gpt.py: the fused and explicit attention agree, the future never leaks, and the model is the lecture's."""
+"""gpt.py's lesson: the lecture's heads, the causal mask, dropout, the fused path, exercise 4, the cache."""
 
 import math
 
 import pytest
 import torch
 
+from conftest import small_gpt   # vocab_size 65, block_size 32, n_layer 2, n_head 4, n_embd 64, no dropout
 from gpt import GPT, GPTConfig
 from lecture_gpt import ReferenceGPT, load_from_gpt
-
-SMALL = dict(vocab_size=65, block_size=32, n_layer=2, n_head=4, n_embd=64, dropout=0.0)
-
-
-def small_gpt(**changes):
-    torch.manual_seed(0)
-    return GPT(GPTConfig(**{**SMALL, **changes})).eval()
 
 
 def test_forward_shapes_and_loss_at_initialisation():
@@ -31,26 +25,6 @@ def test_lecture_model_has_the_lectures_parameter_count():
     assert sum(p.numel() for p in model.parameters()) == 10_788_929  # the lecture prints 10.788929 M
 
 
-def test_fused_and_explicit_attention_give_the_same_logits():
-    fused = small_gpt(fused_attention=True)
-    explicit = small_gpt(fused_attention=False)
-    explicit.load_state_dict(fused.state_dict())
-    idx = torch.randint(65, (3, 32))
-    for T in (1, 7, 32):  # short contexts too: the mask must be cropped, not assumed full
-        assert torch.allclose(fused(idx[:, :T])[0], explicit(idx[:, :T])[0], atol=1e-5, rtol=0)
-
-
-def test_changing_a_future_character_never_changes_earlier_logits():
-    for fused_attention in (True, False):
-        model = small_gpt(fused_attention=fused_attention)
-        idx = torch.randint(65, (1, 32))
-        changed = idx.clone()
-        changed[0, 20] = (idx[0, 20] + 1) % 65                           # a different character at t = 20
-        before, after = model(idx)[0], model(changed)[0]
-        assert torch.equal(before[:, :20], after[:, :20])                # positions 0..19 cannot see t = 20
-        assert not torch.allclose(before[:, 20:], after[:, 20:])         # positions 20.. do see it
-
-
 def test_batched_heads_compute_what_the_lectures_separate_heads_compute():
     for fused_attention in (True, False):
         ours = small_gpt(fused_attention=fused_attention)
@@ -64,24 +38,24 @@ def test_batched_heads_compute_what_the_lectures_separate_heads_compute():
             assert abs(ours_loss.item() - reference_loss.item()) < 1e-5
 
 
-# Each of exercise 4's changes alone, then all of them together.
-CHANGES = [{}, dict(rope=True), dict(tie_weights=True), dict(activation="gelu"), dict(activation="relu2"),
-           dict(qk_norm=True), dict(rope=True, tie_weights=True, activation="relu2", qk_norm=True)]
-
-
-@pytest.mark.parametrize("changes", CHANGES, ids=lambda c: "+".join(f"{k}={v}" for k, v in c.items()) or "lecture")
-def test_a_cache_fed_several_positions_at_a_time_gives_the_full_contexts_logits(changes):
-    """Prompt of 5, then 4 new positions at once, then 1, then 6: every call after the first has a
-    filled cache and (but for the single one) several queries, so each needs its rows of the mask."""
-    from gpt import KVCache
+def test_changing_a_future_character_never_changes_earlier_logits():
     for fused_attention in (True, False):
-        model = small_gpt(fused_attention=fused_attention, block_size=16, **changes)
-        idx = torch.randint(65, (2, 16))                                      # (B, block_size)
-        full, _ = model(idx)                                                  # (B, 16, vocab_size)
-        cache = KVCache(model.config)
-        pieces = [model(idx[:, a:b], cache=cache)[0] for a, b in ((0, 5), (5, 9), (9, 10), (10, 16))]
-        assert cache.length == 16
-        assert torch.allclose(torch.cat(pieces, dim=1), full, atol=1e-5, rtol=0)
+        model = small_gpt(fused_attention=fused_attention)
+        idx = torch.randint(65, (1, 32))
+        changed = idx.clone()
+        changed[0, 20] = (idx[0, 20] + 1) % 65                           # a different character at t = 20
+        before, after = model(idx)[0], model(changed)[0]
+        assert torch.equal(before[:, :20], after[:, :20])                # positions 0..19 cannot see t = 20
+        assert not torch.allclose(before[:, 20:], after[:, 20:])         # positions 20.. do see it
+
+
+def test_fused_and_explicit_attention_give_the_same_logits():
+    fused = small_gpt(fused_attention=True)
+    explicit = small_gpt(fused_attention=False)
+    explicit.load_state_dict(fused.state_dict())
+    idx = torch.randint(65, (3, 32))
+    for T in (1, 7, 32):  # short contexts too: the mask must be cropped, not assumed full
+        assert torch.allclose(fused(idx[:, :T])[0], explicit(idx[:, :T])[0], atol=1e-5, rtol=0)
 
 
 def test_dropout_is_active_in_training_and_off_in_eval():
@@ -109,30 +83,6 @@ def test_our_dropout_and_nn_dropout_both_zero_a_share_p_and_scale_the_rest_by_1_
     assert torch.allclose(zeros, torch.full((4,), p), atol=0.004)
 
 
-def test_generate_crops_the_context_to_block_size():
-    model = small_gpt(block_size=8)
-    out = model.generate(torch.zeros((2, 1), dtype=torch.long), max_new_tokens=30)
-    assert out.shape == (2, 31)  # 31 > block_size: without cropping the position table would overflow
-
-
-def test_under_cpu_autocast_the_layer_norms_and_the_loss_stay_float32(monkeypatch):
-    """What pick_dtype's docstring in train.py says of autocast: layer norms and the loss stay float32."""
-    from torch.nn import functional as F
-    seen = []
-    softmax = F.softmax
-    monkeypatch.setattr(F, "softmax", lambda x, dim: seen.append(("softmax", x.dtype)) or softmax(x, dim=dim))
-    explicit = small_gpt(fused_attention=False)
-    for module in explicit.modules():
-        if isinstance(module, torch.nn.LayerNorm):
-            module.register_forward_hook(lambda module, inputs, output: seen.append(("layer norm", output.dtype)))
-    idx = torch.randint(65, (2, 16))
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        logits, loss = explicit(idx, idx)
-    assert {dtype for kind, dtype in seen if kind == "layer norm"} == {torch.float32}   # they read the float32 stream
-    assert {dtype for kind, dtype in seen if kind == "softmax"} == {torch.bfloat16}     # it reads a bf16 product
-    assert logits.dtype == torch.bfloat16 and loss.dtype == torch.float32
-
-
 def test_both_attention_paths_drop_attention_weights_in_training_and_none_in_eval():
     """One function on every path and device: with the other dropouts removed, only the dropout on
     the attention weights is left to make two training passes differ."""
@@ -144,6 +94,17 @@ def test_both_attention_paths_drop_attention_weights_in_training_and_none_in_eva
         assert torch.equal(model(idx)[0], model(idx)[0])                  # eval: no dropout at all
         model.train()
         assert not torch.equal(model(idx)[0], model(idx)[0])              # train: the weights' dropout
+
+
+def test_generate_crops_the_context_to_block_size():
+    model = small_gpt(block_size=8)
+    out = model.generate(torch.zeros((2, 1), dtype=torch.long), max_new_tokens=30)
+    assert out.shape == (2, 31)  # 31 > block_size: without cropping the position table would overflow
+
+
+# Each of exercise 4's changes alone, then all of them together.
+CHANGES = [{}, dict(rope=True), dict(tie_weights=True), dict(activation="gelu"), dict(activation="relu2"),
+           dict(qk_norm=True), dict(rope=True, tie_weights=True, activation="relu2", qk_norm=True)]
 
 
 @pytest.mark.parametrize("changes", CHANGES[1:], ids=lambda c: "+".join(f"{k}={v}" for k, v in c.items()))
@@ -167,9 +128,10 @@ def test_rope_turns_pairs_of_channels_so_that_only_the_distance_between_two_posi
     def score(t, s):   # the query at position t meets the key at position s
         return (rotate(q, torch.tensor([t])) * rotate(k, torch.tensor([s]))).sum().item()
     assert score(3, 1) == pytest.approx(score(10, 8), abs=1e-5) == pytest.approx(score(102, 100), abs=1e-4)
-    assert score(3, 1) != pytest.approx(score(3, 2), abs=1e-3)                # another distance, another score
+    assert score(3, 1) != pytest.approx(score(3, 2), abs=1e-3)   # another distance, another score
     turned = rotate(q, torch.tensor([5]))
-    assert torch.linalg.vector_norm(turned) == pytest.approx(torch.linalg.vector_norm(q).item())  # only turned
+    assert (torch.linalg.vector_norm(turned)
+            == pytest.approx(torch.linalg.vector_norm(q).item()))             # only turned
     assert torch.equal(rotate(q, torch.tensor([0])), q)                       # position 0: not turned at all
     # Pair i is channels i and i + 8, turned by 5 * 10000 ** (-i / 8): channel 0 with channel 8 by 5 radians.
     x, y = q[..., 0].item(), q[..., 8].item()
@@ -193,3 +155,19 @@ def test_the_feed_forward_takes_the_chosen_non_linearity():
     for name, expected in (("relu", torch.relu(x)), ("gelu", torch.nn.functional.gelu(x)),
                            ("relu2", torch.relu(x) ** 2)):
         assert torch.allclose(small_gpt(activation=name).blocks[0].ffwd.net[1](x), expected)
+
+
+@pytest.mark.parametrize("changes", CHANGES,
+                         ids=lambda c: "+".join(f"{k}={v}" for k, v in c.items()) or "lecture")
+def test_a_cache_fed_several_positions_at_a_time_gives_the_full_contexts_logits(changes):
+    """Prompt of 5, then 4 new positions at once, then 1, then 6: every call after the first has a
+    filled cache and (but for the single one) several queries, so each needs its rows of the mask."""
+    from gpt import KVCache
+    for fused_attention in (True, False):
+        model = small_gpt(fused_attention=fused_attention, block_size=16, **changes)
+        idx = torch.randint(65, (2, 16))                                      # (B, block_size)
+        full, _ = model(idx)                                                  # (B, 16, vocab_size)
+        cache = KVCache(model.config)
+        pieces = [model(idx[:, a:b], cache=cache)[0] for a, b in ((0, 5), (5, 9), (9, 10), (10, 16))]
+        assert cache.length == 16
+        assert torch.allclose(torch.cat(pieces, dim=1), full, atol=1e-5, rtol=0)

@@ -1,4 +1,4 @@
-"""bigram.py: shapes, the loss at initialisation, and generation."""
+"""bigram.py's lesson: a table of next-character logits, its loss at initialisation, and sampling."""
 
 import math
 

@@ -1,4 +1,4 @@
-"""The README's path on the real text: prepare tiny Shakespeare, train the bigram, sample from it."""
+"""The lecture's bigram on the real text: prepare tiny Shakespeare, train it to the lecture's loss, sample."""
 
 import pytest
 

@@ -1,0 +1,80 @@
+"""train.py's lesson: batches, the optimisers, the schedule, and a loop that makes the loss fall."""
+
+import math
+
+import numpy as np
+import torch
+
+import train
+from conftest import TINY, read_log, saved, train_here
+from gpt import GPT, GPTConfig
+
+
+def test_get_batch_shapes_and_targets_are_inputs_shifted_by_one():
+    data = np.arange(100, dtype=np.uint8)  # id i at position i, so a chunk's start is its first id
+    torch.manual_seed(0)
+    x, y = train.get_batch(data, batch_size=4, block_size=8, device=torch.device("cpu"))
+    assert x.shape == (4, 8) and y.shape == (4, 8) and x.dtype == y.dtype == torch.long
+    for row_x, row_y in zip(x, y):
+        start = row_x[0].item()
+        assert row_x.tolist() == list(range(start, start + 8))
+        assert row_y.tolist() == list(range(start + 1, start + 9))
+
+
+def test_muon_takes_the_blocks_matrices_adamw_the_rest_and_decay_spares_biases_and_gains():
+    model = GPT(GPTConfig(vocab_size=10, block_size=8, n_layer=2, n_head=2, n_embd=16, dropout=0.0))
+    [adamw] = train.configure_optimizers(model, "adamw", 1e-3, 0.1)
+    decay, no_decay = adamw.param_groups
+    assert all(p.dim() == 2 for p in decay["params"]) and decay["weight_decay"] == 0.1
+    assert all(p.dim() == 1 for p in no_decay["params"]) and no_decay["weight_decay"] == 0.0
+    assert len(decay["params"]) + len(no_decay["params"]) == len(list(model.parameters()))
+
+    muon, adamw = train.configure_optimizers(model, "muon", 1e-3, 0.1, muon_lr_scale=2.0)
+    in_muon = muon.param_groups[0]["params"]
+    assert len(in_muon) == 2 * 4 and all(p.dim() == 2 for p in in_muon)   # per block: qkv, proj, 2 in ffwd
+    assert muon.param_groups[0]["lr_scale"] == 2.0 and muon.param_groups[0]["weight_decay"] == 0.1
+    decay, no_decay = adamw.param_groups                                    # embeddings and head; the rest
+    assert {tuple(p.shape) for p in decay["params"]} == {(10, 16), (8, 16)}
+    assert len(in_muon) + len(decay["params"]) + len(no_decay["params"]) == len(list(model.parameters()))
+
+
+def test_learning_rate_warms_up_then_decays_along_a_cosine_to_min_lr():
+    lr = [train.get_lr(i, 1e-3, 1e-4, warmup_iters=10, lr_decay_iters=110) for i in range(120)]
+    assert lr[0] == 1e-4 and lr[9] == 1e-3                         # linear warmup to the peak
+    assert abs(lr[60] - (1e-4 + 1e-3) / 2) < 1e-12                 # halfway down the cosine
+    assert lr[110] == lr[119] == 1e-4                              # then flat at min_lr
+    assert all(a >= b for a, b in zip(lr[9:], lr[10:]))            # never rising after the peak
+
+
+def test_the_bigram_learns_and_every_evaluation_is_logged(prepared):
+    best = train_here(prepared, "--model", "bigram", "--max-iters", "300", "--eval-interval", "100",
+                      "--eval-iters", "20", "--device", "cpu")
+    rows = read_log(prepared / "out")
+    assert [int(r["iter"]) for r in rows] == [0, 100, 200, 300]
+    first, last = float(rows[0]["val_loss"]), float(rows[-1]["val_loss"])
+    assert abs(first - math.log(len(saved(prepared / "out" / "ckpt.pt")["vocab"]))) < 0.05
+    assert last < first - 1.0 and round(best, 4) == min(float(r["val_loss"]) for r in rows)
+
+
+def test_the_gpt_learns_and_its_checkpoint_holds_plain_values_only(prepared):
+    best = train_here(prepared, *TINY, "--max-iters", "150", "--eval-interval", "50",
+                      "--learning-rate", "3e-3")
+    assert float(read_log(prepared / "out")[0]["val_loss"]) > 3.5 and best < 2.5
+    checkpoint = saved(prepared / "out" / "ckpt.pt")   # weights_only: tensors, numbers, strings, dicts
+    assert checkpoint["model_args"] == {
+        "model": "gpt", "vocab_size": len(checkpoint["vocab"]), "block_size": 16, "n_layer": 1, "n_head": 2,
+        "n_embd": 32, "dropout": 0.1, "rope": True, "tie_weights": False, "activation": "relu",
+        "qk_norm": False}
+    assert checkpoint["best_val_loss"] == best
+
+
+def test_the_plot_draws_both_losses_and_shows_overfitting(tmp_path):
+    (tmp_path / "log.csv").write_text("iter,train_loss,val_loss,elapsed_s\n0,4.2,4.2,0\n100,2.5,2.6,1\n"
+                                      "200,2.0,2.2,2\n300,1.6,1.8,3\n400,1.2,1.9,4\n500,1.0,2.1,5\n")
+    chart = train.plot_log(str(tmp_path / "log.csv")).splitlines()
+    assert len(chart) == 1 + 6 and chart[1].split()[:3] == ["0", "4.2000", "4.2000"]
+    bars = [line.split("|")[1] for line in chart[2:]]
+    # train (.) falls to the left edge; val (o) parts from it
+    assert bars[0].index(".") < bars[0].index("o") and bars[-1].index(".") == 0
+    gaps = [bar.index("o") - bar.index(".") for bar in bars]
+    assert gaps[-1] > gaps[-2] > gaps[1]
