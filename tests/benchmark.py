@@ -1,97 +1,33 @@
 """
-Benchmarks behind the README's figures. Not a test (pytest does not collect it); run it by hand:
+Benchmarks behind the figures in tests/MEASUREMENTS.md, where each result is written down with its
+date, machine and command. Not a test (pytest does not collect it); run it by hand, on the CPU, with
+nothing else running:
 
-    python tests/benchmark.py speed                # lecture sizes: 8 training steps, ours vs the plain lecture code
-    python tests/benchmark.py speed --config cpu --nn-dropout   # the CPU recipe's sizes, and gpt.Dropout's worth
-    python tests/benchmark.py quality              # python train.py as a user runs it: best val loss and time
-    python tests/benchmark.py generate             # sampling speed with and without the KV cache
-    python tests/benchmark.py prepare              # prepare.py on a 1 GB text: MB/s, peak memory
-    python tests/benchmark.py addition             # which digit a GPT learns first; reversed vs normal order
+    python tests/benchmark.py speed                 # lecture sizes: 8 steps, ours vs the plain lecture code
+    python tests/benchmark.py speed --config cpu --nn-dropout  # the CPU recipe's sizes; gpt.Dropout's gain
+    python tests/benchmark.py quality -- --no-rope  # python train.py [flags] as a user would: val loss, time
+    python tests/benchmark.py generate              # sampling out/ckpt.pt with and without the KV cache
+    python tests/benchmark.py prepare               # prepare.py on a 1 GB text: MB/s, peak memory
+    python tests/benchmark.py addition              # which digit a GPT learns first; reversed vs usual order
 
-Everything runs on the CPU. Timings on these machines vary from run to run, so speed and generate
-repeat their work, let the variants they compare take turns, and report medians.
+Timings on shared machines vary from run to run, so speed and generate repeat their work, let the
+variants they compare take turns, and report medians.
 
-speed: training steps at the sizes of one of train.py's recipes (--config lecture or cpu). The
-variants are the plain code (ReferenceGPT from tests/lecture_gpt.py: one module per head, float32,
-AdamW at a constant learning rate) and gpt.py's GPT with the recipe's optimisers and gradient
-clipping, once per --attention path, in the number format --dtype picks; with --nn-dropout also
-gpt.py with nn.Dropout in place of gpt.Dropout. Each variant runs as its own process, --iters
-steps on random ids from a fixed seed, timed whole from outside and per step inside (the median
-over the steps after the first). --rounds rounds each run every variant once, one after another.
-Reported: the medians over rounds of the whole-process time and the time per step, tokens per
-second, and the plain code's whole-process time over each variant's.
-
-quality: runs train.py as a user would, with the flags given after --, in a temporary --out-dir,
---runs times one after another, and times each whole process; from each run's log.csv, the best
-validation loss, the steps, and the best within --minutes of training time; then the medians.
-
-generate: loads a checkpoint as generate.py does (fused attention, float32, batch 1, seed 0) and
-times (1) the first block_size characters, where the cache works, --window-rounds rounds of a
-window with the cache then one without, each character's time the median over the rounds, and
-(2) --tokens characters per path, --rounds times: the rate past the window and the first character.
-
-addition: train.py's addition recipe (its sizes, AdamW, schedule and batches, in float32) for --steps
-steps, once with the sum written least significant digit first, as train.py writes it, and once in
-the usual order, from the same seed. Every --every steps, on the held-out problems: each answer
-digit's accuracy (the likeliest character after the true ones before it, listed units first) and
-the exact match (all digits right: what greedy sampling writes).
-
-prepare: a text of about --size-mb MB (tiny Shakespeare repeated), written just before the run so
-that it sits in the page cache; prepare.py on it as its own process: time, MB/s, peak memory.
-
-Measured on 2026-12-01, 2-core AMD EPYC with AVX2 only (no AVX512, no bfloat16 hardware), torch
-2.13.0 CPU, nothing else running, CPU recipe sizes in float32 with AdamW, 8 steps x 2 rounds:
-- gpt.Dropout against nn.Dropout: 1,971 and 1,998 ms a step against 2,035 and 2,432 ms: 11% (the
-  median of each pair) of a step, so it stays. Earlier, on an AVX512-BF16 EPYC (2026-11-24), the
-  lecture's sizes: nn.Dropout's mask took 48 ms per layer, 11% of a step; ours 15 ms.
-- fused attention (dropout inside the call) against the explicit lines, both with gpt.Dropout:
-  2,033 and 2,104 ms against 1,971 and 1,998 ms: the fused call 4% slower, so the CPU recipe
-  keeps the plain explicit path. (With nn.Dropout: 2,232 and 2,480 against 2,035 and 2,432 ms.)
-- glibc's malloc told to keep freed memory (mallopt): 1,961 and 2,072 ms against 1,971 and 1,998:
-  no gain, so it went.
-- torch.optim.Muon orthogonalises in bfloat16, which this CPU emulates: its step took 8.6-8.8 s
-  beside 2.1-2.6 s for forward and backward, against 0.01-0.02 s for AdamW's step. The recipe
-  trains with AdamW where the CPU has no bfloat16 hardware.
-- python tests/benchmark.py quality (python train.py, 9.5 minutes each): before that change,
-  Muon everywhere: best val 2.4423 and 2.4434, 51 steps each (median 2.4428); after, AdamW here:
-  1.9789 (288 steps) and 2.0244 (270 steps), median 2.0017 (2026-12-02).
-
-Measured on 2026-12-02, the same AVX2-only EPYC, float32 (the lecture's exercises, README):
-- python train.py --task addition [--digits D]: D=2 100% exact from step 1,250 (40 s); D=3 99.98%
-  at step 1,500 (79 s), 100% from 1,750, 2,000 steps in 105 s (114 s whole command); D=5 with
-  --time-budget 5: 26.2% at step 5,044 (the thousands digit 27%, the others ~100%); D=10 with
-  --time-budget 10: 0% at step 4,751 (the four highest digits right, the low ones at chance).
-- python tests/benchmark.py addition: reversed 99.94% exact at step 1,100, 100% from 1,300; the
-  usual order 96.6% at 1,100, 99.99% at 1,900. First learned: the carry digit, then the units.
-- pretraining on dict-gcide (README, EX3): scratch 9.5 min 2.1447 (252 steps); pretrain 6 min
-  (174 steps, gcide val 2.4023; 3.4527 on Shakespeare) + fine-tune 3.5 min at 1e-3: 2.5491
-  (96 steps); scratch 3.5 min: 2.5348 (93 steps). One run each.
-- the papers' changes (README, EX4), python train.py with nothing else running, each alone on the
-  recipe before them (learned positions, separate head, ReLU): that recipe 2.0736 (265 steps; step
-  200: 2.1510); --rope 1.9917 (238; 2.0151); --tie-weights 1.9922 (269; 2.0712); --activation relu2
-  1.9920 (262; 2.0551); --activation gelu 2.4034 (270; 2.4442); --qk-norm 2.3472 (257; 2.3893).
-  Together: --rope --tie-weights --activation relu2 2.0248 (226; 2.0398); --rope --tie-weights
-  2.1183 (226; 2.1327). Another seed, --seed 1: the recipe before 2.0967 (267; 2.1832), --rope
-  1.9290 (256; 1.9712). --rope again, as python train.py is now: 1.8789 (297; 1.9508): the same
-  command as the first --rope run, 59 steps more; this machine's speed varies by a fifth.
-
-The CPU recipe's search (full runs of python train.py, with the flags of their day; VM-24 and VM-25: AMD EPYC with AVX512-BF16,
-VM-25 about 2x faster per step; VM-30: Intel Xeon with AMX, 2.5x slower per step than VM-25;
-Muon's matrices at 2x the learning rate unless noted):
-| flags | steps x (B x T) | best val | machine |
-|---|---|---|---|
-| --optimizer adamw --dropout 0 --max-iters 1100 | 1,100 x (48 x 128) | 1.518 | VM-24 |
-| --dropout 0 --max-iters 1100 --muon-lr-scale 1 | 1,100 x (48 x 128) | 1.501 | VM-24 |
-| --dropout 0 --max-iters 1100 | 1,100 x (48 x 128) | 1.494 (step 900) | VM-24 |
-| --dropout 0 --max-iters 900 --n-layer 5 | 900 x (48 x 128) | 1.488 | VM-24 |
-| --optimizer adamw --dropout 0 | 2,532 x (48 x 128) | 1.502 (step 2,100, then overfits) | VM-25 |
-| --dropout 0 | 1,393 x (48 x 128) | 1.513 (step 900, then overfits) | VM-25 |
-| --dropout 0.2 | 1,934 x (48 x 128) | 1.528 | VM-25 |
-| (the recipe) | 1,813; 1,917; 1,959 x (48 x 128) | 1.476; 1.474; 1.470 | VM-25 |
-| (the recipe) | 801; 748 | 1.564; 1.571 | VM-30 |
-| --learning-rate 3e-3 / --weight-decay 0.2 / --batch-size 32 | 858 / 846 / 1,133 | 1.558 / 1.556 / 1.564 | VM-30 |
-| --n-layer 3 / --n-embd 192 | 1,093 and 1,119 / 1,034 | 1.537 and 1.535 / 1.544 | VM-30 |
-Muon against AdamW at step 900 of one 1,100-step schedule (VM-24): val 1.504 against 1.549.
+speed: training steps at a recipe's sizes (--config lecture or cpu), each variant its own process:
+the plain code (tests/lecture_gpt.py: a module per head, float32, constant-rate AdamW) and gpt.py's
+GPT with the recipe's optimisers, once per --attention path, in --dtype's format; --nn-dropout adds
+gpt.py with nn.Dropout. Reported: medians over --rounds of the whole process and of a step (the
+first step left out), tokens per second, and the plain code's time over each variant's.
+quality: train.py with the flags after --, --runs times in a temporary --out-dir: from each log.csv
+the best val loss, the steps and the best within --minutes; then the medians.
+generate: a checkpoint loaded as generate.py loads it (float32, batch 1): characters per second over
+the first block_size characters, where the cache works (median of --window-rounds), and over
+--tokens characters; the time to the first character.
+prepare: prepare.py as its own process on tiny Shakespeare repeated to --size-mb MB, the text
+written just before so that it sits in the page cache: time, MB/s, peak memory.
+addition: train.py's addition recipe in float32 for --steps steps, the sum written least significant
+digit first (as train.py writes it) and then the usual way round, from the same seed; every --every
+steps, each answer digit's held-out accuracy and the exact match (what greedy sampling writes).
 """
 
 import argparse
@@ -136,7 +72,8 @@ def run_steps(impl, config, iters, attention, dtype):
                 for name, child in module.named_children():
                     if isinstance(child, gpt.Dropout):
                         setattr(module, name, torch.nn.Dropout(child.p))
-        optimizers = train.configure_optimizers(model, c["optimizer"], c["learning_rate"], c["weight_decay"])
+        name = c["optimizer"] if c["optimizer"] != "auto" else "muon" if train.CPU_BFLOAT16 else "adamw"
+        optimizers = train.configure_optimizers(model, name, c["learning_rate"], c["weight_decay"])
         use_bf16 = train.pick_dtype(dtype, device)[0] == torch.bfloat16
     times = []
     for _ in range(iters):
