@@ -11,8 +11,8 @@ connections and layer norms, and repeat: that is the whole model, read here from
 Shapes in comments: B = batch, T = time (positions, at most block_size), C = channels (n_embd),
 nh = n_head, hs = head_size = C / nh. Left out on purpose: training (train.py) and sampling controls
 (generate.py); it imports nothing of the project. Beyond the lecture: its exercise 4's changes from later
-papers (the CPU preset turns on RoPE, in place of the position table), two fast paths that compute the
-same (a cheaper dropout mask, one fused attention call); below the divider: ReLU squared, the KV cache.
+papers (the CPU preset turns on RoPE, in place of the position table), two fast paths that keep the
+same rule (a cheaper dropout mask, one fused attention call); below the divider: ReLU squared, the KV cache.
 """
 
 import math
@@ -144,7 +144,7 @@ class CausalSelfAttention(nn.Module):
         else:
             # The same lines in one PyTorch call: q @ k^T scaled by 1/sqrt(head_size), the causal mask (tril:
             # is_causal when Tk = T, else its rows), the softmax, dropout on the weights while training, @ v.
-            # It never stores the (T, Tk) weights (on a GPU: flash attention); on a CPU it was 4% slower.
+            # It need not store the (T, Tk) weights (on a GPU: flash attention); on a CPU it was 4% slower.
             mask = None if Tk == T else self.tril[Tk - T:Tk, :Tk]                       # (T, Tk)
             dropout_p = self.attn_dropout.p if self.training else 0.0
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p,

@@ -45,26 +45,15 @@ def get_batch(data, batch_size, block_size, device, generator=None):
 def make_batches(args, device):
     """-> (data_info: what the run learns from, for --resume to check; a function that draws a training
     batch; the evaluation's batches {"train": [(x, y), ...], "val": [...]}, the same every time)."""
-    B, T, D = args.batch_size, args.block_size, args.digits
-    fixed = torch.Generator().manual_seed(1234)
-    if args.task == "text":
-        train_data, val_data, info = load_data(args.data_dir, T)
+    if args.task == "addition":
+        return addition_batches(args, device)   # exercise 2, after the loop
+    B, T = args.batch_size, args.block_size
+    train_data, val_data, info = load_data(args.data_dir, T)
+    fixed = torch.Generator().manual_seed(1234)   # its own random stream: the same batches every time
 
-        def train_batch(generator=None):
-            return get_batch(train_data, B, T, device, generator)
-        val = [get_batch(val_data, B, T, device, fixed) for _ in range(args.eval_iters)]
-    else:
-        n = min(10_000, 10 ** (2 * D) // 10)   # held out: 10,000 draws, or a tenth of all sums there are
-        held_out = addition_problems(n, D, torch.Generator().manual_seed(0)).unique(dim=0)  # (<= n, 3D + 3)
-        held_out_set = set(map(tuple, held_out.tolist()))
-        info = {"chars": list(ADDITION_CHARS), "digits": D}
-
-        def train_batch(generator=None):   # B random problems; any that is held out is drawn again
-            problems = addition_problems(B, D, generator)                   # (B, 3D + 3)
-            while again := [i for i, p in enumerate(problems.tolist()) if tuple(p) in held_out_set]:
-                problems[again] = addition_problems(len(again), D, generator)
-            return addition_batch(problems, D, device)
-        val = [addition_batch(problems, D, device) for problems in held_out.split(B)]
+    def train_batch(generator=None):
+        return get_batch(train_data, B, T, device, generator)
+    val = [get_batch(val_data, B, T, device, fixed) for _ in range(args.eval_iters)]
     return info, train_batch, {"train": [train_batch(fixed) for _ in range(args.eval_iters)], "val": val}
 
 
@@ -222,6 +211,24 @@ def addition_problems(n, digits, generator=None):
     plus, equals = torch.full((n, 1), 10), torch.full((n, 1), 11)
     answer = in_digits(a + b, digits + 1).flip(1)                           # reversed: (n, digits + 1)
     return torch.cat([in_digits(a, digits), plus, in_digits(b, digits), equals, answer], dim=1)  # (n, 3D + 3)
+
+
+def addition_batches(args, device):
+    """make_batches() for the sums: random problems to train on; a fixed set held out, never trained on."""
+    B, D = args.batch_size, args.digits
+    n = min(10_000, 10 ** (2 * D) // 10)   # held out: 10,000 draws, or a tenth of all sums there are
+    held_out = addition_problems(n, D, torch.Generator().manual_seed(0)).unique(dim=0)  # (<= n, 3D + 3)
+    held_out_set = set(map(tuple, held_out.tolist()))
+
+    def train_batch(generator=None):   # B random problems; any that is held out is drawn again
+        problems = addition_problems(B, D, generator)                   # (B, 3D + 3)
+        while again := [i for i, p in enumerate(problems.tolist()) if tuple(p) in held_out_set]:
+            problems[again] = addition_problems(len(again), D, generator)
+        return addition_batch(problems, D, device)
+    val = [addition_batch(problems, D, device) for problems in held_out.split(B)]
+    fixed = torch.Generator().manual_seed(1234)
+    info = {"chars": list(ADDITION_CHARS), "digits": D}
+    return info, train_batch, {"train": [train_batch(fixed) for _ in range(args.eval_iters)], "val": val}
 
 
 def addition_batch(problems, digits, device):
@@ -651,7 +658,7 @@ SETTINGS = {
     "data_dir": (str, "where prepare.py wrote its files", "data"),
 }
 GPT_ARGS = ("block_size", "n_layer", "n_head", "n_embd", "dropout", "rope", "tie_weights", "activation",
-            "qk_norm")   # what builds a GPT; the last four are changes from later papers, off by default
+            "qk_norm")   # what builds a GPT; the last four: changes from later papers, off unless turned on
 # The recipes: the settings that have no default of their own, for each kind of run.
 RECIPES = {
     # The lecture's bigram.py: a constant learning rate is all a lookup table needs.
@@ -686,8 +693,11 @@ def parse_args(argv=None):
     for name, (kind, help, default) in SETTINGS.items():
         how = (dict(action=argparse.BooleanOptionalAction) if kind is bool else dict(choices=kind)
                if isinstance(kind, list) else dict(type=kind))
+        recipes = ", ".join(f"{recipe} {values[name]}" for recipe, values in RECIPES.items()
+                            if name in values)   # a recipe's value comes before the default
+        shown = f"the recipe's ({recipes}), else {default}" if recipes and default is not None else default
         parser.add_argument("--" + name.replace("_", "-"), **how,
-                            help=help + ("" if default is None else f" (default: {default})"))
+                            help=help + ("" if shown is None else f" (default: {shown})"))
     parser.add_argument("--init-from", metavar="CKPT", help="start from this checkpoint's weights and sizes, "
                         "with a fresh optimiser, schedule, step and log: fine-tune a model on your text")
     parser.add_argument("--out-dir", default="out", help="where ckpt.pt, last.pt, log.csv go (default: out)")

@@ -145,7 +145,8 @@ def assert_one_line_error(result, *fragments):
         assert fragment in lines[0], lines[0]
 
 
-# Exercises 2 and 3. The fixtures below are made once per test file: its tests write into their folders.
+# Exercises 2 and 3: the adder is trained once; the pretrained model once per test file (its tests write
+# into its folder).
 
 def prepare_text(folder, name, text, vocab=None):
     """folder/name.txt holding `text`, prepared into folder/name/ (in `vocab`'s ids, if given)."""

@@ -356,13 +356,16 @@ def test_an_allocation_that_fails_past_the_estimate_is_one_line_too(prepared):
     assert_one_line_error(result, "out of memory", "--n-embd")
 
 
-def test_without_flock_as_on_windows_a_run_says_so_once_trains_and_resumes(prepared, monkeypatch, capsys):
+def test_without_flock_as_on_windows_a_run_says_so_once_trains_resumes_and_samples(prepared, monkeypatch,
+                                                                                    capsys):
     monkeypatch.setitem(sys.modules, "fcntl", None)   # `import fcntl` fails, as it does on Windows
     train_here(prepared, *TINY, "--optimizer", "adamw", "--max-iters", "10", "--eval-interval", "5")
     train_here(prepared, "--resume", "--max-iters", "15")
     printed = capsys.readouterr().out
     assert printed.count("this system cannot lock") == 2 and "step 15:" in printed
     assert saved(prepared / "out" / "last.pt")["iter_num"] == 15
+    generate.main(["--checkpoint", str(prepared / "out" / "ckpt.pt"), "--max-new-tokens", "20", "--seed", "0"])
+    assert len(capsys.readouterr().out) == 1 + 20 + 1   # the prompt (a newline), 20 characters, a newline
 
 
 def test_the_end_of_a_run_writes_last_pt_once_at_its_last_evaluation(prepared, monkeypatch):
