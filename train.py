@@ -144,6 +144,8 @@ def train(args, saved=None, init=None):
                 run.progress.write(f"step {iter_num}: train loss {losses['train']:.4f}, "
                                    f"val loss {losses['val']:.4f}{exact} ({run.seconds:.1f} s)"
                                    + " -> ckpt.pt" * improved)
+                if args.task == "text":   # what the model writes at this loss, the same draw every time
+                    run.progress.write("sample: " + sample_text(model, data_info["chars"], device))
                 save_run(args, model, optimizers, scaler, data_info, iter_num, best_val_loss, run.seconds,
                          losses, improved)
             if finished or run.interrupted():   # Ctrl-C or SIGTERM: save this step's state and stop
@@ -162,6 +164,22 @@ def train(args, saved=None, init=None):
             run.stepped(iter_num, loss.item(), lr, scaler)   # the bar; stops a loss gone inf or NaN
         finish(args, model, optimizers, scaler, data_info, iter_num, best_val_loss, run, ranks)
     return best_val_loss
+
+
+@torch.no_grad()
+def sample_text(model, chars, device, length=80):
+    """The model's first `length` characters after a newline, drawn with a seed of their own, so that the
+    lines of successive evaluations compare and training's random numbers stay as they were."""
+    model.eval()
+    generator = torch.Generator().manual_seed(0)
+    idx = torch.tensor([[chars.index("\n") if "\n" in chars else 0]], device=device)   # (1, 1)
+    for _ in range(length):
+        logits, _ = model(idx[:, -getattr(model, "block_size", 1):])   # (1, T, vocab_size)
+        probs = torch.softmax(logits[0, -1].float(), dim=-1).cpu()      # (vocab_size,)
+        idx_next = torch.multinomial(probs, 1, generator=generator)     # (1,)
+        idx = torch.cat((idx, idx_next[None].to(device)), dim=1)        # (1, T + 1)
+    model.train()
+    return "".join(chars[i] for i in idx[0, 1:].tolist()).replace("\n", "↵")
 
 
 def build_model(args, chars, init=None):

@@ -78,3 +78,16 @@ def test_the_plot_draws_both_losses_and_shows_overfitting(tmp_path):
     assert bars[0].index(".") < bars[0].index("o") and bars[-1].index(".") == 0
     gaps = [bar.index("o") - bar.index(".") for bar in bars]
     assert gaps[-1] > gaps[-2] > gaps[1]
+
+
+def test_each_evaluation_shows_a_sample_drawn_the_same_way_without_touching_training(prepared, capsys):
+    train_here(prepared, *TINY, "--optimizer", "adamw", "--max-iters", "20", "--eval-interval", "10")
+    lines = capsys.readouterr().out.splitlines()
+    samples = [line for line in lines if line.startswith("sample: ")]
+    assert len(samples) == 3 and all(lines[lines.index(s) - 1].startswith("step ") for s in samples)
+    model = GPT(GPTConfig(vocab_size=5, block_size=8, n_layer=1, n_head=2, n_embd=16, dropout=0.0))
+    torch.manual_seed(0)
+    before = torch.get_rng_state()
+    first = train.sample_text(model, "\nabcd", torch.device("cpu"), length=30)
+    assert torch.equal(torch.get_rng_state(), before)                    # training's stream untouched
+    assert first == train.sample_text(model, "\nabcd", torch.device("cpu"), length=30) and len(first) == 30
