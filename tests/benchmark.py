@@ -54,14 +54,14 @@ def run_steps(impl, config, iters, attention, dtype):
     import gpt
     import train
     from gpt import GPT, GPTConfig
-    from lecture_gpt import ReferenceGPT
+    from lecture_gpt import LectureGPT
 
     c = train.RECIPES[config]
     torch.manual_seed(0)
     data = np.random.default_rng(0).integers(0, 65, size=1_000_000, dtype=np.uint8)
     device = torch.device("cpu")
     if impl == "plain":  # the lecture's code as it is: per-head modules, float32, constant-lr AdamW
-        model = ReferenceGPT(65, c["block_size"], c["n_layer"], c["n_head"], c["n_embd"], c["dropout"])
+        model = LectureGPT(65, c["block_size"], c["n_layer"], c["n_head"], c["n_embd"], c["dropout"])
         optimizer = torch.optim.AdamW(model.parameters(), lr=3e-4)
         use_bf16 = False
     else:  # what train.py does, with the recipe's optimisers

@@ -1,9 +1,7 @@
-"""An independent reference GPT, with one module per attention head, as the lecture first builds it.
+"""Exercise 1's "before": the GPT as the lecture builds it, in its names, each head a module of its own.
 
-gpt.py computes all heads in one batched projection; this file keeps every head separate, so the
-tests can copy gpt.py's weights in (load_from_gpt) and check both give the same logits and loss.
-tests/benchmark.py also times it as the plain float32 baseline, so it uses only the ops the
-lecture uses: matmul, masked_fill, softmax and nn.Dropout.
+gpt.py runs all heads as one batch; apart from that, the two are the same model: load_from_gpt copies a
+gpt.GPT's weights in (so there is no init here) and the tests check both give the same logits and loss.
 """
 
 import torch
@@ -11,95 +9,101 @@ import torch.nn as nn
 from torch.nn import functional as F
 
 
-class AttentionHead(nn.Module):
-    """A single causal self-attention head: (B, T, n_embd) -> (B, T, head_size)."""
+class Head(nn.Module):
+    """One head of causal self-attention: (B, T, n_embd) -> (B, T, head_size)."""
 
     def __init__(self, n_embd, head_size, block_size, dropout):
         super().__init__()
-        self.query = nn.Linear(n_embd, head_size, bias=False)
         self.key = nn.Linear(n_embd, head_size, bias=False)
+        self.query = nn.Linear(n_embd, head_size, bias=False)
         self.value = nn.Linear(n_embd, head_size, bias=False)
-        # True above the diagonal: the later positions that position t must not read.
-        future = torch.triu(torch.ones(block_size, block_size, dtype=torch.bool), diagonal=1)
-        self.register_buffer("future", future, persistent=False)     # (block_size, block_size)
-        self.scale = head_size ** -0.5
-        self.weight_dropout = nn.Dropout(dropout)
+        # True on and below the diagonal: the positions t may read. A constant: neither learned nor saved.
+        tril = torch.tril(torch.ones(block_size, block_size, dtype=torch.bool))
+        self.register_buffer("tril", tril, persistent=False)       # (block_size, block_size)
+        self.dropout = nn.Dropout(dropout)
 
     def forward(self, x):
-        """x (B, T, n_embd) -> (B, T, head_size), each position a mix of the values at or before it."""
-        T = x.shape[1]
-        q, k, v = self.query(x), self.key(x), self.value(x)           # 3 x (B, T, hs)
-        # Scaling keeps the scores' variance near 1, so the softmax does not collapse to one-hot.
-        scores = q @ k.transpose(-2, -1) * self.scale                # (B, T, hs) @ (B, hs, T) -> (B, T, T)
-        scores = scores.masked_fill(self.future[:T, :T], float("-inf"))  # (B, T, T); exp(-inf) = 0
-        weights = self.weight_dropout(F.softmax(scores, dim=-1))     # (B, T, T), rows sum to 1
-        return weights @ v                                           # (B, T, T) @ (B, T, hs) -> (B, T, hs)
+        B, T, C = x.shape
+        k, q, v = self.key(x), self.query(x), self.value(x)          # 3 x (B, T, hs)
+        wei = q @ k.transpose(-2, -1) / k.shape[-1] ** 0.5           # (B, T, hs) @ (B, hs, T) -> (B, T, T)
+        wei = wei.masked_fill(~self.tril[:T, :T], float("-inf"))     # (B, T, T): the future scores -inf
+        wei = self.dropout(F.softmax(wei, dim=-1))                   # (B, T, T), rows sum to 1, then dropout
+        return wei @ v                                               # (B, T, T) @ (B, T, hs) -> (B, T, hs)
 
 
-class DecoderLayer(nn.Module):
-    """Pre-norm layer: x + attention(norm(x)), then x + feed-forward(norm(x)); shape kept."""
+class MultiHeadAttention(nn.Module):
+    """n_head Heads side by side, their outputs joined and projected back: (B, T, C) -> (B, T, C)."""
 
     def __init__(self, n_embd, n_head, block_size, dropout):
         super().__init__()
         head_size = n_embd // n_head
-        self.attn_norm = nn.LayerNorm(n_embd)
-        self.attention_heads = nn.ModuleList(
-            AttentionHead(n_embd, head_size, block_size, dropout) for _ in range(n_head))
-        self.attn_out = nn.Linear(n_embd, n_embd)
-        self.attn_dropout = nn.Dropout(dropout)
-        self.mlp_norm = nn.LayerNorm(n_embd)
-        self.mlp_in = nn.Linear(n_embd, 4 * n_embd)
-        self.mlp_out = nn.Linear(4 * n_embd, n_embd)
-        self.mlp_dropout = nn.Dropout(dropout)
+        self.heads = nn.ModuleList(Head(n_embd, head_size, block_size, dropout) for _ in range(n_head))
+        self.proj = nn.Linear(n_head * head_size, n_embd)            # with a bias, as gpt.py's proj
+        self.dropout = nn.Dropout(dropout)
 
     def forward(self, x):
-        """x (B, T, n_embd) -> (B, T, n_embd)."""
-        h = self.attn_norm(x)                                        # (B, T, C)
-        h = torch.cat([head(h) for head in self.attention_heads], dim=-1)  # n_head x (B, T, hs) -> (B, T, C)
-        x = x + self.attn_dropout(self.attn_out(h))                  # (B, T, C)
-        h = F.relu(self.mlp_in(self.mlp_norm(x)))                    # (B, T, 4C)
-        return x + self.mlp_dropout(self.mlp_out(h))                 # (B, T, C)
+        out = torch.cat([head(x) for head in self.heads], dim=-1)    # n_head x (B, T, hs) -> (B, T, C)
+        return self.dropout(self.proj(out))                          # (B, T, C)
 
 
-class ReferenceGPT(nn.Module):
-    """Embeddings, n_layer DecoderLayers, a final LayerNorm and a linear map to vocab_size logits."""
+class FeedForward(nn.Module):
+    """Each position on its own through a 4x wider layer and back: (B, T, C) -> (B, T, C)."""
+
+    def __init__(self, n_embd, dropout):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(n_embd, 4 * n_embd), nn.ReLU(),   # (B, T, C) -> (B, T, 4C)
+                                 nn.Linear(4 * n_embd, n_embd), nn.Dropout(dropout))   # -> (B, T, C)
+
+    def forward(self, x):
+        return self.net(x)                                           # (B, T, C)
+
+
+class Block(nn.Module):
+    """Attention, then the feed-forward, each reading a layer-normed x and adding to it: shape kept."""
+
+    def __init__(self, n_embd, n_head, block_size, dropout):
+        super().__init__()
+        self.sa = MultiHeadAttention(n_embd, n_head, block_size, dropout)
+        self.ffwd = FeedForward(n_embd, dropout)
+        self.ln1 = nn.LayerNorm(n_embd)
+        self.ln2 = nn.LayerNorm(n_embd)
+
+    def forward(self, x):
+        x = x + self.sa(self.ln1(x))                                 # (B, T, C)
+        return x + self.ffwd(self.ln2(x))                            # (B, T, C)
+
+
+class LectureGPT(nn.Module):
+    """Token and position embeddings, n_layer Blocks, a last LayerNorm, and logits over vocab_size."""
 
     def __init__(self, vocab_size, block_size, n_layer, n_head, n_embd, dropout):
         super().__init__()
-        self.tokens = nn.Embedding(vocab_size, n_embd)
-        self.positions = nn.Embedding(block_size, n_embd)
-        self.layers = nn.ModuleList(DecoderLayer(n_embd, n_head, block_size, dropout) for _ in range(n_layer))
-        self.final_norm = nn.LayerNorm(n_embd)
-        self.to_logits = nn.Linear(n_embd, vocab_size)
+        self.token_embedding_table = nn.Embedding(vocab_size, n_embd)
+        self.position_embedding_table = nn.Embedding(block_size, n_embd)
+        self.blocks = nn.Sequential(*[Block(n_embd, n_head, block_size, dropout) for _ in range(n_layer)])
+        self.ln_f = nn.LayerNorm(n_embd)
+        self.lm_head = nn.Linear(n_embd, vocab_size)
 
     def forward(self, idx, targets=None):
-        """idx, targets (B, T) ids -> logits (B, T, vocab_size), mean cross-entropy (or None)."""
+        """idx, targets (B, T) ids -> logits (B, T, vocab_size), mean cross-entropy (None without targets)."""
         B, T = idx.shape
-        x = self.tokens(idx) + self.positions(torch.arange(T, device=idx.device))  # (B, T, C) + (T, C)
-        for layer in self.layers:
-            x = layer(x)                                             # (B, T, C)
-        logits = self.to_logits(self.final_norm(x))                  # (B, T, vocab_size)
+        pos_emb = self.position_embedding_table(torch.arange(T, device=idx.device))   # (T, C)
+        x = self.token_embedding_table(idx) + pos_emb                # (B, T, C) + (T, C) -> (B, T, C)
+        logits = self.lm_head(self.ln_f(self.blocks(x)))             # (B, T, vocab_size)
         if targets is None:
             return logits, None
-        return logits, F.cross_entropy(logits.reshape(B * T, -1), targets.reshape(B * T))
+        return logits, F.cross_entropy(logits.view(B * T, -1), targets.view(B * T))
 
 
 @torch.no_grad()
-def load_from_gpt(gpt, reference):
-    """Copy a gpt.GPT's weights into a ReferenceGPT of the same sizes, splitting the fused q/k/v per head."""
-    pairs = [(reference.tokens, gpt.token_embedding_table), (reference.positions, gpt.position_embedding_table),
-             (reference.final_norm, gpt.ln_f), (reference.to_logits, gpt.lm_head)]
-    for layer, block in zip(reference.layers, gpt.blocks, strict=True):
-        pairs += [(layer.attn_norm, block.ln1), (layer.attn_out, block.sa.proj), (layer.mlp_norm, block.ln2),
-                  (layer.mlp_in, block.ffwd.net[0]), (layer.mlp_out, block.ffwd.net[2])]
-        # The fused weight's output rows are all queries, then all keys, then all values;
-        # within each third, head h owns the h-th run of head_size rows.
-        C = block.sa.query_key_value.in_features
-        per_head = [w.split(C // len(layer.attention_heads)) for w in block.sa.query_key_value.weight.split(C)]
-        for head, w_q, w_k, w_v in zip(layer.attention_heads, *per_head, strict=True):
-            head.query.weight.copy_(w_q)                             # (hs, C)
-            head.key.weight.copy_(w_k)                               # (hs, C)
-            head.value.weight.copy_(w_v)                             # (hs, C)
-    for ours, theirs in pairs:
-        for name, p in ours.named_parameters():
-            p.copy_(getattr(theirs, name))
+def load_from_gpt(gpt, model):
+    """Copy a gpt.GPT's weights into a LectureGPT of the same sizes. Every name matches except gpt.py's
+    fused sa.query_key_value, whose rows are all the queries, then all the keys, then all the values."""
+    state = gpt.state_dict()
+    for i, block in enumerate(model.blocks):
+        fused = state.pop(f"blocks.{i}.sa.query_key_value.weight")   # (3C, C)
+        C, n_head = fused.shape[1], len(block.sa.heads)
+        for name, w in zip(("query", "key", "value"), fused.split(C), strict=True):    # 3 x (C, C)
+            for h, w_head in enumerate(w.split(C // n_head)):   # n_head x (hs, C): head h, the h-th run
+                state[f"blocks.{i}.sa.heads.{h}.{name}.weight"] = w_head
+    model.load_state_dict(state)

@@ -12,7 +12,7 @@ import prepare
 import train
 from conftest import assert_one_line_error, make_text, prepare_text, run_script, train_here
 from gpt import GPT, GPTConfig
-from lecture_gpt import ReferenceGPT, load_from_gpt
+from lecture_gpt import LectureGPT, load_from_gpt
 
 
 def as_text(ids):
@@ -119,12 +119,12 @@ def test_init_from_starts_a_fresh_run_from_the_weights_and_sizes(pretrained, cap
 def test_the_weights_shown_are_the_reference_per_head_models_weights():
     torch.manual_seed(0)
     model = GPT(GPTConfig(65, 32, n_layer=2, n_head=4, n_embd=64, dropout=0.0)).eval()   # fused, as loaded
-    reference = ReferenceGPT(65, 32, n_layer=2, n_head=4, n_embd=64, dropout=0.0).eval()
+    reference = LectureGPT(65, 32, n_layer=2, n_head=4, n_embd=64, dropout=0.0).eval()
     load_from_gpt(model, reference)
     seen = []   # each head's weights, as the reference's dropout receives them
-    for layer in reference.layers:
-        for head in layer.attention_heads:
-            head.weight_dropout.register_forward_hook(lambda m, inputs, output: seen.append(inputs[0][0]))
+    for block in reference.blocks:
+        for head in block.sa.heads:
+            head.dropout.register_forward_hook(lambda m, inputs, output: seen.append(inputs[0][0]))
     idx = torch.randint(65, (1, 20))
     reference(idx)
     weights = generate.attention_weights(model, idx)                      # (n_layer, nh, T, T)

@@ -7,7 +7,7 @@ import torch
 
 from conftest import small_gpt   # vocab_size 65, block_size 32, n_layer 2, n_head 4, n_embd 64, no dropout
 from gpt import GPT, GPTConfig
-from lecture_gpt import ReferenceGPT, load_from_gpt
+from lecture_gpt import LectureGPT, load_from_gpt
 
 
 def test_forward_shapes_and_loss_at_initialisation():
@@ -28,7 +28,7 @@ def test_lecture_model_has_the_lectures_parameter_count():
 def test_batched_heads_compute_what_the_lectures_separate_heads_compute():
     for fused_attention in (True, False):
         ours = small_gpt(fused_attention=fused_attention)
-        reference = ReferenceGPT(65, 32, n_layer=2, n_head=4, n_embd=64, dropout=0.0).eval()
+        reference = LectureGPT(65, 32, n_layer=2, n_head=4, n_embd=64, dropout=0.0).eval()
         load_from_gpt(ours, reference)
         for T in (7, 32):
             idx = torch.randint(65, (2, T))
