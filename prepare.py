@@ -168,7 +168,7 @@ def fail(message):   # a mistake the user can fix: one line, exit status 1, no t
 def main(argv=None):
     parser = argparse.ArgumentParser(description="Build the character vocabulary and the train/val splits.")
     parser.error = lambda message: fail(f"{message} (see --help)")
-    parser.add_argument("--input", help="a UTF-8 text (default: tiny Shakespeare, in data/input.txt)")
+    parser.add_argument("--input", help="a UTF-8 text (default: tiny Shakespeare, in DATA_DIR/input.txt)")
     parser.add_argument("--data-dir", default="data", help="where the three files go (default: data)")
     parser.add_argument("--val-fraction", type=float, default=0.1, help="share held out (default: 0.1)")
     parser.add_argument("--vocab", help="the vocab.json of another prepared text: encode with its ids, as "
