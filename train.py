@@ -634,9 +634,8 @@ def number(kind, zero_allowed=False, below=None):
 
 
 # Every setting of a run: its flag's type (or choices), its help, and its default, where it has one of its
-# own. A run takes each setting from, first found: a flag; the resumed run (--resume); the checkpoint it
-# starts from (--init-from: the sizes, the model's changes and the task its weights fit); the recipe; the
-# default here.
+# own. A run takes each from, first found: a flag; the resumed run (--resume); the checkpoint it starts
+# from (--init-from: the sizes, the model's changes and the task its weights fit); the recipe; the default.
 SETTINGS = {
     "model": (["gpt", "bigram"], "what to train", "gpt"),
     "preset": (["lecture", "cpu", "addition"], "the GPT's recipe: the lecture's, 9.5 min on 2 CPU cores, or "
@@ -699,6 +698,7 @@ RECIPES = {
                      eval_interval=250, eval_iters=10, learning_rate=1e-3, min_lr=1e-4, warmup_iters=100,
                      weight_decay=0.1, grad_clip=1.0, optimizer="adamw", time_budget=None),
 }
+
 
 def parse_args(argv=None):
     """Flags -> (args with every setting filled in, the saved run to resume, the checkpoint to start from)."""
