@@ -18,8 +18,9 @@ the plain code (tests/lecture_gpt.py: a module per head, float32, constant-rate 
 GPT with the recipe's optimisers, once per --attention path, in --dtype's format; --nn-dropout adds
 gpt.py with nn.Dropout. Reported: medians over --rounds of the whole process and of a step (the
 first step left out), tokens per second, and the plain code's time over each variant's.
-quality: train.py with the flags after --, --runs times in a temporary --out-dir: from each log.csv
-the best val loss, the steps and the best within --minutes; then the medians.
+quality: train.py with the flags after --, --runs times in a temporary --out-dir; with --baseline,
+after each, nanoGPT's CPU recipe (BASELINE) for the same --time-budget. Each ckpt.pt is scored on the
+whole validation split (every position once, in windows of its block_size, float32); then the medians.
 generate: a checkpoint loaded as generate.py loads it (float32, batch 1): characters per second over
 the first block_size characters, where the cache works (median of --window-rounds), and over
 --tokens characters; the time to the first character.
@@ -130,29 +131,70 @@ def speed(args):
         print(f"| {name} | {process_s:.1f} | {step_s * 1000:.0f} | {tokens / step_s:,.0f} | {base / process_s:.2f}x |")
 
 
+# nanoGPT's CPU command ("I only have a macbook") in train.py's flags: 4 layers of 128, 4 heads, block 64,
+# batch 12, no dropout, AdamW in float32, 1e-3 cosine to 1e-4 after 100 warmup steps, decay 0.1, clip 1.
+BASELINE = ("--n-layer 4 --n-head 4 --n-embd 128 --block-size 64 --batch-size 12 --dropout 0 --no-rope "
+            "--optimizer adamw --dtype float32 --attention fused --learning-rate 1e-3 --min-lr 1e-4 "
+            "--warmup-iters 100 --weight-decay 0.1 --grad-clip 1 --eval-interval 250 --eval-iters 20").split()
+
+
+def whole_val_loss(checkpoint, data_dir):
+    """A checkpoint's mean loss over the whole validation split, every position once, in windows of its
+    block_size, float32: unlike the minimum of noisy estimates, not biased low."""
+    import numpy as np
+    import torch
+    sys.path.insert(0, str(ROOT))
+    import generate
+    model, _ = generate.load_model(checkpoint, torch.device("cpu"))
+    with open(os.path.join(data_dir, "vocab.json")) as f:
+        dtype = json.load(f)["dtype"]
+    val = torch.from_numpy(np.fromfile(os.path.join(data_dir, "val.bin"), dtype=dtype).astype(np.int64))
+    T = getattr(model, "block_size", 256)
+    total, count = 0.0, 0
+    with torch.inference_mode():
+        for start in range(0, len(val) - 1, 64 * T):   # 64 windows at a time
+            chunk = val[start:start + 64 * T + 1]
+            n = (len(chunk) - 1) // T * T   # whole windows; the last, shorter window on its own below
+            pieces = [(chunk[:n].view(-1, T), chunk[1:n + 1].view(-1, T))] if n else []
+            pieces += [(chunk[n:-1][None], chunk[n + 1:][None])] if len(chunk) - 1 > n else []
+            for x, y in pieces:
+                logits, _ = model(x)
+                total += torch.nn.functional.cross_entropy(logits.flatten(0, 1), y.flatten(),
+                                                           reduction="sum").item()
+                count += y.numel()
+    return total / count
+
+
 def quality(args):
-    """Run train.py as a user would, --runs times; report each run's best val loss, steps and time, and the medians."""
-    results = []
+    """Run train.py as a user would, --runs times (with --baseline, nanoGPT's CPU recipe for the same
+    minutes after each); report each run's val loss on the whole split, steps and time, and the medians."""
+    flags = args.train_args
+    minutes = flags[flags.index("--time-budget") + 1] if "--time-budget" in flags else "9.5"
+    data_dir = flags[flags.index("--data-dir") + 1] if "--data-dir" in flags else str(ROOT / "data")
+    variants = [("recipe", flags)] + [("baseline", BASELINE + ["--time-budget", minutes,
+                                                                "--data-dir", data_dir])] * args.baseline
+    results = {name: [] for name, _ in variants}
     for run in range(args.runs):
-        with tempfile.TemporaryDirectory() as out_dir:
-            command = [sys.executable, str(ROOT / "train.py"), "--out-dir", out_dir, *args.train_args]
-            print(f"run {run + 1} of {args.runs}:", " ".join(command[1:]), flush=True)
-            start = time.perf_counter()
-            result = subprocess.run(command, cwd=ROOT, stdout=subprocess.PIPE, text=True)
-            elapsed = time.perf_counter() - start
-            print(result.stdout)
-            if result.returncode != 0:
-                sys.exit(f"train.py failed with exit status {result.returncode}")
-            with open(os.path.join(out_dir, "log.csv")) as f:
-                rows = [line.strip().split(",") for line in f.readlines()[1:]]
-        best = min(float(r[2]) for r in rows)
-        within = [float(r[2]) for r in rows if float(r[3]) <= args.minutes * 60]
-        steps = int(rows[-1][0])
-        results.append((best, elapsed))
-        print(f"run {run + 1}: whole process {elapsed:.0f} s, {steps} steps; best val loss {best:.4f}; best val "
-              f"loss within {args.minutes:g} minute(s) of training: {min(within) if within else float('nan'):.4f}")
-    print(f"median of {args.runs} run(s): best val loss {statistics.median(r[0] for r in results):.4f}, "
-          f"whole process {statistics.median(r[1] for r in results):.0f} s")
+        for name, train_args in variants:   # the variants take turns
+            with tempfile.TemporaryDirectory() as out_dir:
+                command = [sys.executable, str(ROOT / "train.py"), "--out-dir", out_dir, *train_args]
+                print(f"{name}, run {run + 1} of {args.runs}:", " ".join(command[1:]), flush=True)
+                start = time.perf_counter()
+                result = subprocess.run(command, cwd=ROOT, stdout=subprocess.PIPE, text=True)
+                elapsed = time.perf_counter() - start
+                print(result.stdout)
+                if result.returncode != 0:
+                    sys.exit(f"train.py failed with exit status {result.returncode}")
+                with open(os.path.join(out_dir, "log.csv")) as f:
+                    rows = [line.strip().split(",") for line in f.readlines()[1:]]
+                whole = whole_val_loss(os.path.join(out_dir, "ckpt.pt"), data_dir)
+            steps, best = int(rows[-1][0]), min(float(r[2]) for r in rows)
+            results[name].append((whole, best, elapsed))
+            print(f"{name}, run {run + 1}: whole process {elapsed:.0f} s, {steps} steps; val loss on the whole "
+                  f"split {whole:.4f} (its own estimate {best:.4f})", flush=True)
+    for name, rows in results.items():
+        whole, seconds = (statistics.median(r[i] for r in rows) for i in (0, 2))
+        print(f"{name}: median of {args.runs} run(s): whole-split val loss {whole:.4f}, whole process {seconds:.0f} s")
 
 
 def addition(args):
@@ -296,7 +338,7 @@ if __name__ == "__main__":
     p.add_argument("--dtype", choices=["auto", "float32", "bfloat16"], default="auto")
     p.add_argument("--nn-dropout", action="store_true", help="also time gpt.py with nn.Dropout instead of its own")
     q = sub.add_parser("quality", help="run train.py and report the validation loss it reaches")
-    q.add_argument("--minutes", type=float, default=10.0, help="also report the best val loss within this time")
+    q.add_argument("--baseline", action="store_true", help="also nanoGPT's CPU recipe for the same minutes")
     q.add_argument("--runs", type=int, default=2, help="full runs, one after another (default: 2)")
     q.add_argument("train_args", nargs="*", help="flags for train.py after --, e.g. -- --preset cpu")
     g = sub.add_parser("generate", help="characters per second with and without the KV cache")
