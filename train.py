@@ -169,7 +169,8 @@ def train(args, saved=None, init=None):
 @torch.no_grad()
 def sample_text(model, chars, device, length=80):
     """The model's first `length` characters after a newline, drawn with a seed of their own, so that the
-    lines of successive evaluations compare and training's random numbers stay as they were."""
+    lines of successive evaluations compare and training's random numbers stay as they were (generate.py's
+    sample() draws from the global stream, which training uses)."""
     model.eval()
     generator = torch.Generator().manual_seed(0)
     idx = torch.tensor([[chars.index("\n") if "\n" in chars else 0]], device=device)   # (1, 1)
@@ -257,7 +258,6 @@ def addition_batch(problems, digits, device):
     # 2D + 2 = 8, so y, one position ahead of x, has its first target at 2D + 1 = 7.
     y[:, :2 * digits + 1] = -1                                              # the problem: given, not learned
     return x.to(device), y.to(device)
-
 
 
 # =================================================================================================
