@@ -44,10 +44,10 @@ def sample(model, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None, 
 
 
 def next_token_probs(logits, temperature=1.0, top_k=None, top_p=None):
-    """Last-step logits (B, vocab_size) -> the weights to sample from (B, vocab_size). temperature
-    divides the logits: below 1 sharpens the distribution (safer text), above 1 flattens it (wilder),
-    0 takes the likeliest character. top_k keeps the k likeliest characters, top_p the fewest whose
-    probabilities add up to p: both cut off the long tail of unlikely characters, where nonsense lives."""
+    """Last-step logits (B, vocab_size) -> the weights to sample from (B, vocab_size). temperature divides
+    the logits: below 1 sharpens the distribution (safer text), above 1 flattens it (wilder), 0 takes the
+    likeliest. top_k keeps the k likeliest, top_p the fewest whose probabilities reach p: both cut off the
+    long tail of unlikely characters, where nonsense lives."""
     top_k, temperature = (1, 1.0) if temperature == 0 else (top_k, temperature)   # 0: the likeliest only
     # In float64 and minus the largest logit (the same softmax): a tiny temperature then leaves
     # the likeliest at 0 and the others at -inf, instead of overflowing to NaN.
@@ -78,16 +78,6 @@ def with_kv_cache(model):
     return forward
 
 
-@torch.inference_mode()
-def attention_weights(model, idx):
-    """idx (1, T) -> the weights every head gives, from each position to those up to it: (n_layer, nh, T, T)
-    (the lecture's `wei`). The fused attention never forms them: each block switches to its explicit path."""
-    for block in model.blocks:
-        block.sa.fused_attention, block.sa.keep_weights = False, True
-    model(idx)
-    return torch.stack([block.sa.weights[0] for block in model.blocks]).float().cpu()   # (n_layer, nh, T, T)
-
-
 # ===== The lesson ends here. Below: the command line, loading the checkpoint, printing and drawing. =====
 
 def main(argv=None):
@@ -97,9 +87,9 @@ def main(argv=None):
     draw = args.show_attention or args.attention_png
     if draw and not isinstance(model, GPT):
         fail(f"{args.checkpoint} holds a bigram model: it has no attention to show")
-    if not args.interactive and set(args.prompt) - set(chars):
-        fail(f"the prompt has characters this model never saw: {sorted(set(args.prompt) - set(chars))}; "
-             f"it knows {''.join(chars)!r}")
+    unseen = sorted(set(args.prompt) - set(chars))
+    if unseen and not args.interactive:
+        fail(f"the prompt has characters this model never saw: {unseen}; it knows {''.join(chars)!r}")
     # Without --seed, a fresh seed: every process would otherwise start from the same one, and write the same.
     torch.manual_seed(torch.seed() if args.seed is None else args.seed)
     try:
@@ -223,14 +213,27 @@ def write_whole(path, data, flag):
         fail(f"cannot write {flag} {path} ({e.strerror}); an existing {path} is unchanged")
 
 
-SHADES = " .:-=+*#%@"   # weights up to 0, 1/9, 2/9, ..., 1: blank (the future) for 0 only, "." for a little
+@torch.inference_mode()
+def attention_weights(model, idx):
+    """idx (1, T) -> the weights every head gives, from each position to those up to it: (n_layer, nh, T, T),
+    the lecture's `wei` as each block's attention dropout receives it (the fused call never forms it)."""
+    weights = []   # (nh, T, T) per block, in order
+    hooks = [block.sa.attn_dropout.register_forward_hook(lambda m, inputs, out: weights.append(inputs[0][0]))
+             for block in model.blocks]
+    for block in model.blocks:
+        block.sa.fused_attention = False   # from now on, the explicit path
+    model(idx)
+    for hook in hooks:
+        hook.remove()
+    return torch.stack(weights).float().cpu()   # (n_layer, nh, T, T)
 
 
 def draw_attention(weights, text):
     """weights (n_layer, nh, T, T) -> the text of a picture per head: row t shows what the character at
     position t (at the row's left) takes from each character up to it (along the top)."""
     n_layer, n_head, T, _ = weights.shape
-    levels = (9 * weights).ceil().clamp(max=9).long()                  # (n_layer, nh, T, T): SHADES' indices
+    shades = " .:-=+*#%@"   # weights up to 0, 1/9, ..., 1: blank (the future) for 0 only, "." for a little
+    levels = (9 * weights).ceil().clamp(max=9).long()                  # (n_layer, nh, T, T): shades' indices
     labels = "".join("·" if c == " " else c if c.isprintable() else "↵" for c in text)
     width = max(T, len(f"layer {n_layer} head {n_head}"))
     per_line = max(1, (shutil.get_terminal_size().columns - 2) // (width + 2))   # heads side by side
@@ -241,7 +244,7 @@ def draw_attention(weights, text):
             lines.append("  " + "  ".join(f"layer {layer + 1} head {h + 1}".ljust(width) for h in heads))
             lines.append("  " + "  ".join(labels.ljust(width) for h in heads))
             for t in range(T):
-                rows = ("".join(SHADES[i] for i in levels[layer, h, t].tolist()) for h in heads)
+                rows = ("".join(shades[i] for i in levels[layer, h, t].tolist()) for h in heads)
                 lines.append(labels[t] + " " + "  ".join(row.ljust(width) for row in rows))
             lines.append("")
     return "\n".join(lines)
@@ -257,12 +260,11 @@ def attention_png(weights):
     n_layer, n_head, side, _ = squares.shape
     image = squares.transpose(0, 2, 1, 3).reshape(n_layer * side, n_head * side)   # (height, width)
     rows = np.insert(image, 0, 0, axis=1).tobytes()   # each row of pixels starts with its filter, 0: none
-
-    def chunk(kind, data):   # length, kind, data, checksum
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
     header = struct.pack(">IIBBBBB", image.shape[1], image.shape[0], 8, 0, 0, 0, 0)   # 8-bit grey
-    pixels = chunk(b"IDAT", zlib.compress(rows))
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + pixels + chunk(b"IEND", b"")
+    png = b"\x89PNG\r\n\x1a\n"
+    for kind, data in [(b"IHDR", header), (b"IDAT", zlib.compress(rows)), (b"IEND", b"")]:
+        png += struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    return png   # each chunk: its length, kind, data and checksum
 
 
 if __name__ == "__main__":

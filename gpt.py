@@ -10,9 +10,9 @@ connections and layer norms, and repeat: that is the whole model, read here from
 
 Shapes in comments: B = batch, T = time (positions, at most block_size), C = channels (n_embd),
 nh = n_head, hs = head_size = C / nh. Left out on purpose: training (train.py) and sampling controls
-(generate.py); it imports nothing of the project. Beyond the lecture: its exercise 4's changes from later
-papers (the CPU preset turns on RoPE, in place of the position table), two fast paths that keep the
-same rule (a cheaper dropout mask, one fused attention call); below the divider: ReLU squared, the KV cache.
+(generate.py); it imports nothing of the project. Beyond the lecture: exercise 4's changes from later
+papers (the CPU preset turns on RoPE), two fast paths that keep the same rule (a cheaper dropout mask,
+one fused attention call); below the divider: ReLU squared, and the KV cache that sampling uses.
 """
 
 import math
@@ -80,11 +80,10 @@ def rotate(x, pos):
 
 
 class CausalSelfAttention(nn.Module):
-    """Multi-head masked self-attention: n_head heads side by side, computed as one batch. The lecture gives
-    each head its own key, query and value Linear(n_embd, head_size) and runs the heads one after another.
-    Here one Linear(n_embd, 3 * n_embd) computes every head's query, key and value at once and the heads
-    become a batch dimension: the same numbers, in fewer, larger matrix multiplies (tests/test_lesson_gpt.py
-    checks this against the one-module-per-head tests/lecture_gpt.py)."""
+    """Multi-head masked self-attention. The lecture gives each head its own key, query and value
+    Linear(n_embd, head_size) and runs the heads one after another; here one Linear(n_embd, 3 * n_embd)
+    computes them all and the heads become a batch dimension: the same numbers, in fewer, larger matrix
+    multiplies (tests/test_lesson_gpt.py checks this against the lecture's heads, tests/lecture_gpt.py)."""
 
     def __init__(self, config):
         super().__init__()
@@ -93,7 +92,6 @@ class CausalSelfAttention(nn.Module):
         self.head_size = config.n_embd // config.n_head
         self.fused_attention = config.fused_attention
         self.rope, self.qk_norm = config.rope, config.qk_norm
-        self.keep_weights = False   # True: the explicit path keeps its last weights in .weights, to show
         # Every head's query, key and value projections, in one matrix.
         self.query_key_value = nn.Linear(config.n_embd, 3 * config.n_embd, bias=False)
         # After the heads have gathered information, mix it back into the residual stream.
@@ -106,9 +104,9 @@ class CausalSelfAttention(nn.Module):
         tril = torch.tril(torch.ones(config.block_size, config.block_size, dtype=torch.bool))
         self.register_buffer("tril", tril, persistent=False)          # (block_size, block_size)
 
-    def forward(self, x, pos, cache=None, layer=0):
-        """x (B, T, C) at positions pos (T,) -> (B, T, C): every position, updated with what it gathered from
-        the past. Tk, the positions attended to, is T; while sampling, a KVCache puts earlier ones first."""
+    def forward(self, x, pos, cache=None):
+        """x (B, T, C) at positions pos (T,) -> (B, T, C): each position, with what it gathered from the past.
+        cache: None, except while sampling with a KVCache (below the divider)."""
         B, T, C = x.shape
         # Each position emits a query ("what am I looking for?"), a key ("what do I contain?")
         # and a value ("what I will tell you if you attend to me").
@@ -123,9 +121,9 @@ class CausalSelfAttention(nn.Module):
             q, k = F.rms_norm(q, (self.head_size,)), F.rms_norm(k, (self.head_size,))
         if self.rope:      # the position enters here instead of at the embedding: rotate(), above
             q, k = rotate(q, pos), rotate(k, pos)                         # (B, nh, T, hs) each
-        if cache is not None:
-            k, v = cache.update(layer, k, v)                              # 2 x (B, nh, Tk, hs)
-        Tk = k.size(2)
+        if cache is not None:   # the KVCache's hook: this layer's earlier keys and values go first
+            k, v = cache.update(self, k, v)                               # 2 x (B, nh, Tk, hs)
+        Tk = k.size(2)          # the positions attended to: T, or more with a cache
 
         if not self.fused_attention:
             # Affinities: how well each query matches each key. Dividing by sqrt(head_size) keeps
@@ -133,17 +131,15 @@ class CausalSelfAttention(nn.Module):
             # saturating into a one-hot that would let each position hear only one other.
             # (B, nh, T, hs) @ (B, nh, hs, Tk) -> (B, nh, T, Tk)
             wei = q @ k.transpose(-2, -1) / math.sqrt(self.head_size)
-            # The future gets -inf, so weight 0 after the softmax. Our T queries are the last T of
-            # the Tk positions, so they take those rows of the mask (without a cache: tril[:T, :T]).
-            wei = wei.masked_fill(~self.tril[Tk - T:Tk, :Tk], float("-inf"))  # (B, nh, T, Tk)
+            # The future gets -inf, so weight 0 after the softmax. Our T queries are the last T of the Tk
+            # positions, so they take those rows of the mask (Tk = T: the lecture's tril[:T, :T]).
+            wei = wei.masked_fill(~self.tril[Tk - T:Tk, :Tk], float("-inf"))   # (B, nh, T, Tk)
             wei = F.softmax(wei, dim=-1)                                 # (B, nh, T, Tk), each row sums to 1
-            if self.keep_weights:
-                self.weights = wei               # (B, nh, T, Tk), before dropout: for generate.py
             wei = self.attn_dropout(wei)                                 # cut a random share of the links
             out = wei @ v                      # (B, nh, T, Tk) @ (B, nh, Tk, hs) -> (B, nh, T, hs)
         else:
-            # The same lines in one PyTorch call: q @ k^T scaled by 1/sqrt(head_size), the causal mask (tril:
-            # is_causal when Tk = T, else its rows), the softmax, dropout on the weights while training, @ v.
+            # The same lines in one PyTorch call: q @ k^T scaled by 1/sqrt(head_size), the causal mask inside
+            # (is_causal; with a cache, tril's rows), the softmax, dropout on the weights while training, @ v.
             # It need not store the (T, Tk) weights (on a GPU: flash attention); on a CPU it was 4% slower.
             mask = None if Tk == T else self.tril[Tk - T:Tk, :Tk]                       # (T, Tk)
             dropout_p = self.attn_dropout.p if self.training else 0.0
@@ -184,7 +180,7 @@ class Block(nn.Module):
         self.ln2 = nn.LayerNorm(config.n_embd)
         self.ffwd = FeedForward(config)
 
-    def forward(self, x, pos, cache=None, layer=0):
+    def forward(self, x, pos, cache=None):
         # Residual connections: each sub-layer only *adds* to x, so gradients flow straight from
         # the loss to the first layer along the "+" and deep stacks train from the start.
         # LayerNorm rescales each position's C channels to mean 0 and variance 1, then applies a
@@ -192,7 +188,7 @@ class Block(nn.Module):
         # Pre-norm: each sub-layer reads a normalised copy of x; x itself is never normalised on its
         # way. The original Transformer normalised after each "+" (post-norm), which deep stacks
         # only train with a long, careful warmup (Xiong et al., 2020); GPT-2 and later use pre-norm.
-        x = x + self.sa(self.ln1(x), pos, cache, layer)   # (B, T, C)
+        x = x + self.sa(self.ln1(x), pos, cache)          # (B, T, C)
         x = x + self.ffwd(self.ln2(x))                    # (B, T, C)
         return x
 
@@ -227,27 +223,24 @@ class GPT(nn.Module):
                 nn.init.zeros_(module.bias)
 
     def forward(self, idx, targets=None, cache=None):
-        """idx, targets: (B, T) ids -> logits (B, T, vocab_size), loss (or None). With a KVCache (while
-        sampling), idx holds only the newest characters, placed after the cache.length it holds."""
+        """idx, targets: (B, T) ids -> logits (B, T, vocab_size), loss (or None)."""
         B, T = idx.shape
-        start = cache.length if cache is not None else 0             # the position of idx[:, 0]
+        start = 0 if cache is None else cache.advance(T)   # idx[:, 0]'s position: 0, or after a KVCache's
         assert start + T <= self.block_size, f"{start + T} positions, but block_size is {self.block_size}"
         x = self.token_embedding_table(idx)                          # (B, T, C)
         pos = torch.arange(start, start + T, device=idx.device)      # (T,)
         if not self.config.rope:
             x = x + self.position_embedding_table(pos)               # (B, T, C) + (T, C) -> (B, T, C)
-        for layer, block in enumerate(self.blocks):
-            x = block(x, pos, cache, layer)                          # (B, T, C)
-        if cache is not None:
-            cache.length += T
+        for block in self.blocks:
+            x = block(x, pos, cache)                                 # (B, T, C)
         x = self.ln_f(x)                                             # (B, T, C)
         logits = self.lm_head(x)                                     # (B, T, vocab_size)
 
         if targets is None:
             return logits, None
-        # As in bigram.py: B*T independent predictions. float(): the loss in full precision even
-        # when the matrix multiplies ran in bfloat16. A target of -1 is no prediction (the addition
-        # exercise in train.py marks the problem's own characters so): the mean is over the rest.
+        # As in bigram.py: B*T independent predictions. float(): the loss in full precision even when the
+        # matrix multiplies ran in bfloat16. A target of -1 is no prediction (train.py's addition exercise
+        # marks the problem's own characters so): the mean is over the rest.
         loss = F.cross_entropy(logits.view(B * T, -1).float(), targets.view(B * T), ignore_index=-1)
         return logits, loss
 
@@ -265,8 +258,8 @@ class GPT(nn.Module):
 
 
 # =================================================================================================
-# The model the presets build is complete above. Below: ReLU squared (exercise 4; no preset turns it on)
-# and the KV cache generate.py samples with: the same logits, up to rounding, for less work.
+# The model the presets build is complete above. Below: ReLU squared (exercise 4; no preset turns it on),
+# and the KV cache that generate.py samples with: the same logits, up to rounding, for less work.
 
 class ReLUSquared(nn.Module):   # max(0, x)^2 ("Primer", So et al., 2021): 0 below 0, as ReLU; steeper above
     def forward(self, x):
@@ -274,24 +267,27 @@ class ReLUSquared(nn.Module):   # max(0, x)^2 ("Primer", So et al., 2021): 0 bel
 
 
 class KVCache:
-    """Every layer's keys and values so far: they depend only on earlier positions, so they stay true."""
+    """Every layer's keys and values so far, for sampling: they depend only on earlier positions, so they
+    stay true. Its two hooks: GPT.forward calls advance, each layer's CausalSelfAttention calls update."""
 
     def __init__(self, config):
         self.block_size = config.block_size
-        self.keys = [None] * config.n_layer     # per layer: (B, nh, block_size, hs), made on first use
-        self.values = [None] * config.n_layer
-        self.length = 0                         # positions filled so far (GPT.forward advances it)
+        self.store = {}    # per CausalSelfAttention: its keys and values, (B, nh, block_size, hs) each
+        self.length = 0    # positions filled so far
 
-    def update(self, layer, k, v):
-        """Store the new positions' k, v (B, nh, T, hs) -> all keys and values so far (B, nh, Tk, hs)."""
+    def advance(self, T):   # T new positions follow those held -> the first one's position
+        self.length += T
+        return self.length - T
+
+    def update(self, attention, k, v):   # the new k, v (B, nh, T, hs) -> all so far (B, nh, Tk, hs) each
         B, nh, T, hs = k.shape
-        if self.keys[layer] is None:
-            self.keys[layer] = k.new_empty(B, nh, self.block_size, hs)     # (B, nh, block_size, hs)
-            self.values[layer] = v.new_empty(B, nh, self.block_size, hs)   # (B, nh, block_size, hs)
-        end = self.length + T
-        self.keys[layer][:, :, self.length:end] = k
-        self.values[layer][:, :, self.length:end] = v
-        return self.keys[layer][:, :, :end], self.values[layer][:, :, :end]
+        if attention not in self.store:   # made on first use, as long as the window may grow
+            shape = (B, nh, self.block_size, hs)
+            self.store[attention] = k.new_empty(shape), v.new_empty(shape)   # (B, nh, block_size, hs) each
+        keys, values = self.store[attention]
+        keys[:, :, self.length - T:self.length] = k
+        values[:, :, self.length - T:self.length] = v
+        return keys[:, :, :self.length], values[:, :, :self.length]
 
 
 if __name__ == "__main__":

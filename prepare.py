@@ -14,6 +14,7 @@ characters) and data/vocab.json.
 
 import argparse
 import codecs
+import contextlib
 import hashlib
 import json
 import os
@@ -61,33 +62,22 @@ def code_points(text):   # the characters' numbers (N,): one byte each when all 
     return np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)   # (N,)
 
 
-# ----- Above, the tokenizer. Below, prepare(): the split of a text of any size, and the machinery -----
-
-mask_signals = getattr(signal, "pthread_sigmask", lambda how, signals: None)   # POSIX; elsewhere a no-op
-
-
 def prepare(input_path, data_dir, val_fraction, chunk_bytes=1 << 22, vocab=None):
-    """Encode and split the text into data_dir -> vocab.json's info. Two passes, a chunk at a time (flat
-    memory for any size): vocabulary and length, then the ids. data_dir changes only when all is whole.
-    vocab: characters to use instead of the text's own, which must be among them (a pretrained model's)."""
-    names = [os.path.join(data_dir, name) for name in ("train.bin", "val.bin", "vocab.json")]
-    copy = os.path.join(data_dir, "input.copy.tmp")
-    path = input_path   # what is read: the text itself, or a copy of a pipe
-    try:
-        os.makedirs(data_dir, exist_ok=True)
-        if not os.path.isfile(input_path):   # a pipe cannot be read twice (read_chunks refuses a folder)
-            with open(copy, "wb") as f:
-                for raw, _ in read_chunks(input_path, chunk_bytes):
-                    f.write(raw)
-            path = copy
-        chars, n, digest = "", 0, hashlib.sha256()
-        for raw, text in read_chunks(path, chunk_bytes):               # pass 1
+    """Encode the text and split it into data_dir, a chunk at a time (flat memory for any size) -> the
+    info in vocab.json. vocab: characters to use instead of the text's own, which must be among them."""
+    with all_or_nothing(data_dir) as tmp:   # below the divider: data_dir changes only once all is whole
+        copy = tmp["input.copy"]   # a pipe cannot be read twice: its text, copied (below the divider)
+        path = input_path if os.path.isfile(input_path) else copy_of(input_path, copy, chunk_bytes)
+        chars, n, sha256 = "", 0, hashlib.sha256()
+        for raw, text in read_chunks(path, chunk_bytes):               # pass 1: the vocabulary and length
             chars, n = build_vocab(distinct_chars(text), chars), n + len(text)
-            digest.update(raw)   # the text's UTF-8 bytes: which text it was, as train.py --resume checks
+            sha256.update(raw)   # the text's UTF-8 bytes: which text it was, as train.py --resume checks
         unknown = sorted(set(chars) - set(vocab or chars))
         if unknown:
             fail(f"{input_path} has characters the vocabulary lacks: {''.join(unknown)!r}; remove them")
         chars = vocab or chars
+        # The split, as the lecture's data[:n] and data[n:]: the first 90% to train on, the last 10% held
+        # out. A model that memorised the training text does no better on the rest: learning shows there.
         n_train = int(n * (1 - val_fraction))
         if min(n_train, n - n_train) < 2:
             fail(f"{input_path} has {n:,} characters: --val-fraction {val_fraction} leaves {n_train:,} to "
@@ -95,33 +85,54 @@ def prepare(input_path, data_dir, val_fraction, chunk_bytes=1 << 22, vocab=None)
         if len(chars) > 2**16:
             fail(f"{input_path} has {len(chars):,} distinct characters; at most 65,536 are supported")
         dtype = np.uint8 if len(chars) <= 2**8 else np.uint16
-        with open(names[0] + ".tmp", "wb") as train_file, open(names[1] + ".tmp", "wb") as val_file:
-            done = 0
-            for raw, text in read_chunks(path, chunk_bytes):           # pass 2
+        with open(tmp["train.bin"], "wb") as train_file, open(tmp["val.bin"], "wb") as val_file:
+            start = 0   # the position in the text of the chunk's first character
+            for raw, text in read_chunks(path, chunk_bytes):           # pass 2: the ids, split
                 ids = encode_array(text, chars).astype(dtype)           # (chunk,)
-                cut = min(len(ids), max(0, n_train - done))             # how much of this chunk is train
+                cut = max(0, n_train - start)                           # n_train, counted in this chunk
                 train_file.write(ids[:cut].tobytes())
                 val_file.write(ids[cut:].tobytes())
-                done += len(ids)
+                start += len(ids)
         info = {"vocab_size": len(chars), "dtype": np.dtype(dtype).name, "train_tokens": n_train,
-                "val_tokens": n - n_train, "sha256": digest.hexdigest(), "chars": list(chars)}
-        with open(names[2] + ".tmp", "w", encoding="utf-8") as f:
+                "val_tokens": n - n_train, "sha256": sha256.hexdigest(), "chars": list(chars)}
+        with open(tmp["vocab.json"], "w", encoding="utf-8") as f:
             json.dump(info, f, ensure_ascii=False, indent=1)
+    return info
+
+
+# ----- The lesson ends here. Below: the files written whole, the text read in chunks, the command line ----
+
+@contextlib.contextmanager
+def all_or_nothing(data_dir):
+    """Yield {name: a temporary file in data_dir} for train.bin, val.bin, vocab.json and a pipe's copy.
+    After the block the three replace the old ones together; after a failure the old ones stay."""
+    names = ("train.bin", "val.bin", "vocab.json")
+    tmp = {name: os.path.join(data_dir, name + ".tmp") for name in names + ("input.copy",)}
+    mask_signals = getattr(signal, "pthread_sigmask", lambda how, signals: None)   # POSIX; elsewhere a no-op
+    try:
+        os.makedirs(data_dir, exist_ok=True)
+        yield tmp
         for name in names:   # flushed to the disk before the renames: a power cut keeps old or new
-            with open(name + ".tmp", "rb+") as f:
+            with open(tmp[name], "rb+") as f:
                 os.fsync(f.fileno())
         # The three renames: a Ctrl-C waits until all are done (and train.py refuses a torn set).
         mask_signals(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
         for name in names:
-            os.replace(name + ".tmp", name)
-        return info
+            os.replace(tmp[name], os.path.join(data_dir, name))
     except OSError as e:
         fail(f"cannot write to {data_dir}/ ({e.strerror}); its earlier files are unchanged")
     finally:
-        for tmp in [name + ".tmp" for name in names] + [copy]:   # after a failure: no half file left
-            if os.path.exists(tmp):
-                os.remove(tmp)
+        for path in tmp.values():   # after a failure, or the copy: no temporary file left
+            if os.path.exists(path):
+                os.remove(path)
         mask_signals(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})   # a Ctrl-C that waited: now
+
+
+def copy_of(input_path, copy, chunk_bytes):   # -> copy, holding input_path's bytes
+    with open(copy, "wb") as f:
+        for raw, _ in read_chunks(input_path, chunk_bytes):   # which refuses a folder
+            f.write(raw)
+    return copy
 
 
 def read_chunks(path, chunk_bytes):

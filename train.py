@@ -1,5 +1,4 @@
-"""
-Step 3 of the lesson: train a model on the prepared text and watch the loss fall.
+"""Step 3 of the lesson: train a model on the prepared text and watch the loss fall.
 
     python train.py                     # the GPT, with the recipe for this machine, into out/
     python train.py --preset lecture    # the lecture's model and its 5,000 steps (wants a GPU)
@@ -79,16 +78,13 @@ def estimate_loss(model, eval_batches, autocast):
 
 
 def configure_optimizers(model, optimizer, learning_rate, weight_decay, muon_lr_scale=2.0):
-    """-> a list of torch optimisers that together train every parameter once.
-
-    AdamW, the lecture's optimiser, trains everything, or with optimizer="muon" all but the blocks'
-    weight matrices. Weight decay pulls weights towards zero; biases and layer-norm gains, one
-    number per channel, are left alone. beta2 0.99 forgets the noisy first steps sooner than 0.999.
-    Muon (Jordan et al., 2024): a matrix's momentum is dominated by a few directions, and a plain
-    step moves it mostly along those. Muon steps along the nearest orthogonal matrix instead (the
-    same directions, all at one rate; five Newton-Schulz iterations find it), and learns more per
-    step. "match_rms_adamw" sizes its steps like AdamW's; its matrices take muon_lr_scale x the rate.
-    """
+    """-> torch optimisers that together train every parameter once: AdamW, the lecture's, trains them all,
+    or with optimizer="muon" all but the blocks' weight matrices. Weight decay pulls weights towards zero;
+    biases and layer-norm gains, one number per channel, are spared. beta2 0.99 forgets the noisy first
+    steps sooner than 0.999. Muon (Jordan et al., 2024): a matrix's momentum is dominated by a few
+    directions, and a plain step moves it mostly along those; Muon steps along the nearest orthogonal
+    matrix instead (the same directions, all at one rate; five Newton-Schulz iterations find it), and
+    learns more per step. "match_rms_adamw" sizes its steps like AdamW's, times muon_lr_scale."""
     in_blocks = [p for block in model.blocks for p in block.parameters()] if optimizer == "muon" else []
     matrices = [p for p in in_blocks if p.dim() == 2]
     rest = [p for p in model.parameters() if not any(p is m for m in matrices)]
@@ -121,10 +117,9 @@ def train(args, saved=None, init=None):
     data_info, train_batch, eval_batches = make_batches(args, device)
     model = build_model(args, data_info["chars"], init).to(device)
     optimizers = configure_optimizers(model, args.optimizer, args.learning_rate, args.weight_decay)
-    # Mixed precision (nanoGPT's two lines): the matrix multiplies in bfloat16 or float16. float16's
-    # small range needs the scaler: backward runs on the loss times a large scale, so that tiny
-    # gradients do not round to zero; the step divides it out again, or skips a step whose
-    # gradients overflowed. In float32 and bfloat16 the scaler passes every call through.
+    # Mixed precision (nanoGPT's two lines): the matrix multiplies in bfloat16 or float16. float16's small
+    # range needs the scaler: backward runs on the loss times a large scale, so that tiny gradients do not
+    # round to zero; the step divides it out, or skips a step whose gradients overflowed (else: no-ops).
     autocast = contextlib.nullcontext() if dtype == torch.float32 else torch.autocast(device.type, dtype)
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
     iter_num, best_val_loss, elapsed = 0, math.inf, 0.0
@@ -168,9 +163,8 @@ def train(args, saved=None, init=None):
 
 @torch.no_grad()
 def sample_text(model, chars, device, length=80):
-    """The model's first `length` characters after a newline, drawn with a seed of their own, so that the
-    lines of successive evaluations compare and training's random numbers stay as they were (generate.py's
-    sample() draws from the global stream, which training uses)."""
+    """The model's first `length` characters after a newline, from a seed of their own: the evaluations'
+    lines compare, and training's random stream (generate.py's sample() draws from it) stays untouched."""
     model.eval()
     generator = torch.Generator().manual_seed(0)
     idx = torch.tensor([[chars.index("\n") if "\n" in chars else 0]], device=device)   # (1, 1)
@@ -198,14 +192,13 @@ def build_model(args, chars, init=None):
 
 
 def optimizer_step(model, optimizers, scaler, lr, grad_clip):
-    """optimizer.step(), for each optimiser, at learning rate lr (each group's lr_scale times it), after
-    the scaler has divided its scale out of the gradients and their length is capped at grad_clip."""
+    """optimizer.step() for each optimiser at lr (times each group's lr_scale), once the scaler has divided
+    its scale out of the gradients and their length is capped at grad_clip (0: no cap)."""
     for optimizer in optimizers:
         for group in optimizer.param_groups:
             group["lr"] = lr * group["lr_scale"]
         scaler.unscale_(optimizer)                 # the true gradients, for the clip below
-    if grad_clip > 0:
-        # Cap the gradient's length, so one unlucky batch cannot throw the weights far.
+    if grad_clip > 0:   # so that one unlucky batch cannot throw the weights far
         torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
     for optimizer in optimizers:
         scaler.step(optimizer)                     # optimizer.step(), unless float16 overflowed
@@ -261,9 +254,8 @@ def addition_batch(problems, digits, device):
 
 
 # =================================================================================================
-# The lesson ends here: the batches, the loss estimate, the optimisers, the schedule, the loop and
-# exercise 2's sums are above; the models are in bigram.py and gpt.py. Below is the machinery, and
-# at the end the settings and recipes every run is made of.
+# The lesson ends here: above, the batches, the loss estimate, the optimisers, the schedule, the loop
+# and exercise 2's sums (the models are in bigram.py and gpt.py). Below: machinery, then the settings.
 # =================================================================================================
 
 def fail(message):   # a mistake the user can fix: one line naming the fix, exit status 1, no traceback
@@ -290,8 +282,8 @@ def set_up(args):
         print(f"model: {args.model}, recipe {args.preset}: "
               + ", ".join(f"{k}={getattr(args, k)}" for k in RECIPES[args.preset]), flush=True)
     if device.type == "cpu" and args.model == "gpt" and os.path.exists("/proc/meminfo"):
-        # Out of memory, a CPU process is killed without a word. A lower bound of a step's activations:
-        # a few (B, T, C) per layer and, with the explicit attention, its (B, nh, T, T) weights.
+        # Out of memory, a CPU process is killed without a word: refuse a step whose activations cannot
+        # fit, at least a few (B, T, C) per layer and, with the explicit attention, its (B, nh, T, T).
         with open("/proc/meminfo") as f:
             free = int(dict(line.split(":") for line in f)["MemAvailable"].split()[0]) * 1024
         weights = args.n_head * args.block_size if args.attention == "explicit" else 0
@@ -340,13 +332,13 @@ def load_data(data_dir, block_size):
         torn = f"{data_dir}/ is torn or mismatched ({name}.bin and vocab.json differ); run: python prepare.py"
         if not os.path.isfile(path) or os.path.getsize(path) != size or len(set(chars)) != info["vocab_size"]:
             fail(torn)
-        # A memory map reads only the pages a batch touches: a text larger than memory trains too.
-        splits.append(np.memmap(path, dtype=dtype, mode="r"))
-        if splits[-1].max() >= len(chars):   # an id with no character (this reads the file once)
+        ids = np.memmap(path, dtype=dtype, mode="r")   # reads only the pages batches touch: any size of text
+        if ids.max() >= len(chars):   # an id with no character (this reads the file once)
             fail(torn)
-        if len(splits[-1]) <= block_size:
+        if len(ids) <= block_size:
             fail(f"--block-size {block_size} needs more than {block_size} characters of {name} data; "
-                 f"{path} has {len(splits[-1])}: lower it or prepare a longer text")
+                 f"{path} has {len(ids)}: lower it or prepare a longer text")
+        splits.append(ids)
     return splits[0], splits[1], info
 
 
@@ -373,6 +365,9 @@ def claim_out_dir(args, saved):
     """Lock --out-dir -> the lock (None where the system has no flock). A run there is only continued
     (--resume) or replaced (--overwrite)."""
     ckpt, last, log = (os.path.join(args.out_dir, name) for name in ("ckpt.pt", "last.pt", "log.csv"))
+    if saved is None and not args.overwrite and any(map(os.path.exists, (ckpt, last, log))):
+        fail(f"{args.out_dir}/ already holds a run; continue it with --resume, start over there with "
+             f"--overwrite, or train in another --out-dir")
     lock = None
     try:
         os.makedirs(args.out_dir, exist_ok=True)
@@ -385,11 +380,6 @@ def claim_out_dir(args, saved):
         fail(f"another train.py is running in {args.out_dir}/; wait for it, or use another --out-dir")
     except OSError as e:
         fail(f"cannot write to --out-dir {args.out_dir}: {e.strerror}")
-    if saved is None and not args.overwrite and any(map(os.path.exists, (ckpt, last, log))):
-        if lock is not None:
-            os.close(lock)
-        fail(f"{args.out_dir}/ already holds a run; continue it with --resume, start over there with "
-             f"--overwrite, or train in another --out-dir")
     for path in [ckpt + ".tmp", last + ".tmp"] + ([ckpt, last] if saved is None else []):
         if os.path.exists(path):   # left by a killed save; with --overwrite, the earlier run
             os.remove(path)
@@ -420,10 +410,10 @@ def save_run(args, model, optimizers, scaler, data_info, iter_num, best_val_loss
     chars = "".join(data_info["chars"])
     checkpoint = {"model": model.state_dict(), "model_args": model_args(args, chars), "vocab": chars, "data":
                   data_info, "iter_num": iter_num, "best_val_loss": best_val_loss, "config": vars(args)}
-    state = {"optimizers": [o.state_dict() for o in optimizers], "scaler": scaler.state_dict(),
-             "elapsed_s": seconds, "rng_state": torch.get_rng_state(),
-             "cuda_rng_state": torch.cuda.get_rng_state() if torch.cuda.is_available() else None}
-    saves = [(os.path.join(args.out_dir, "last.pt"), {**checkpoint, **state})]
+    last = {**checkpoint, "optimizers": [o.state_dict() for o in optimizers], "scaler": scaler.state_dict(),
+            "elapsed_s": seconds, "rng_state": torch.get_rng_state(),
+            "cuda_rng_state": torch.cuda.get_rng_state() if torch.cuda.is_available() else None}
+    saves = [(os.path.join(args.out_dir, "last.pt"), last)]
     saves += [(os.path.join(args.out_dir, "ckpt.pt"), checkpoint)] if improved else []
     try:
         if losses is not None:
@@ -441,8 +431,7 @@ def save_run(args, model, optimizers, scaler, data_info, iter_num, best_val_loss
 
 
 def read_run(path, keys=("optimizers", "scaler", "rng_state", "cuda_rng_state", "elapsed_s", "data")):
-    """last.pt (or, with keys=(), any checkpoint of train.py) -> its contents; weights_only=True: a file
-    from elsewhere cannot run code when loaded."""
+    """last.pt (with keys=(), any train.py checkpoint) -> its contents, read weights_only: no code runs."""
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
@@ -481,53 +470,44 @@ def resume(saved, model, optimizers, scaler, data_info, args, device):
 
 
 def finish(args, model, optimizers, scaler, data_info, iter_num, best_val_loss, run, ranks):
-    """After a signal, save the state the run stopped in; say what is where."""
+    """Say what is where; after a signal, save the state the run stopped in and exit as a signal would."""
     if ranks.size > 1:
         torch.distributed.barrier()   # no rank leaves while rank 0 still evaluates
         torch.distributed.destroy_process_group()
         if not ranks.master:
             return
     run.progress.close()
-    signal_number = 0 if run.done else run.signal   # a signal in the last step: the run is whole
-    if signal_number and iter_num % args.eval_interval:   # else the evaluation at this step saved it
-        save_run(args, model, optimizers, scaler, data_info, iter_num, best_val_loss, run.seconds)
     out = args.out_dir
     best = f"best val loss {best_val_loss:.4f}: {out}/ckpt.pt, the weights generate.py samples"
-    if signal_number:
-        resume_command = "python train.py --resume" + (f" --out-dir {out}" if out != "out" else "")
-        print(f"interrupted at step {iter_num} ({signal.Signals(signal_number).name}); saved {out}/last.pt; "
-              f"continue with: {resume_command}\n{best}")
-        raise SystemExit(128 + signal_number)   # the status a shell gives a command a signal stopped
+    if run.signal and run.share < 1:   # a signal in the last step leaves the run whole
+        if iter_num % args.eval_interval:   # else this step's evaluation saved it
+            save_run(args, model, optimizers, scaler, data_info, iter_num, best_val_loss, run.seconds)
+        command = "python train.py --resume" + (f" --out-dir {out}" if out != "out" else "")
+        print(f"interrupted at step {iter_num} ({signal.Signals(run.signal).name}); saved {out}/last.pt; "
+              f"continue with: {command}\n{best}")
+        raise SystemExit(128 + run.signal)   # the status a shell gives a command a signal stopped
     print(plot_log(os.path.join(out, "log.csv")))
     print(f"{best}\nlast step {iter_num}: {out}/last.pt, the state --resume continues from; "
           f"{run.seconds:.1f} s")
 
 
 # -----------------------------------------------------------------------------
-# How the run goes and ends: the clock, Ctrl-C and SIGTERM, the progress bar, several processes
-# (torchrun), the loss plot
+# How the run goes and ends: the clock, Ctrl-C and SIGTERM, the progress bar, torchrun, the loss plot
 
 class RunControl:
-    """Inside: --out-dir locked, and Ctrl-C or SIGTERM (`kill`, `timeout`, schedulers) asks the run to
-    save and stop (a second stops at once). The run is done after max_iters steps, or once the time
-    budget is spent. Under torchrun, rank 0's clock and signal decide for every rank."""
+    """Inside: --out-dir locked, and Ctrl-C or SIGTERM (`kill`, `timeout`, schedulers) asks the run to save
+    and stop (a second stops at once). Under torchrun, rank 0's clock and signal decide for every rank."""
 
     def __init__(self, args, ranks, saved, iter_num, elapsed):
-        self.args, self.ranks, self.saved = args, ranks, saved
+        self.args, self.ranks = args, ranks
         self.start = time.monotonic() - elapsed   # the clock counts the runs this one resumes
-        self.signal, self.done, self.seconds, self.share, self.bad_losses = 0, False, elapsed, 0.0, 0
-        self.iter_num = iter_num
+        self.signal, self.seconds, self.share, self.bad_losses = 0, elapsed, 0.0, 0
+        self.lock = claim_out_dir(args, saved) if ranks.master else None
+        self.progress = progress_bar(args, iter_num, ranks)
+        self.previous = {s: signal.signal(s, self.request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
 
     def __enter__(self):
-        self.lock = claim_out_dir(self.args, self.saved) if self.ranks.master else None
-        self.progress = progress_bar(self.args, self.iter_num, self.ranks)
-        self.previous = {s: signal.signal(s, self.request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
         return self
-
-    def request_stop(self, signum, frame):
-        if self.signal:
-            raise KeyboardInterrupt
-        self.signal = signum
 
     def __exit__(self, *exception):
         for s, handler in self.previous.items():
@@ -536,23 +516,34 @@ class RunControl:
         if self.lock is not None:
             os.close(self.lock)
 
+    def request_stop(self, signum, frame):
+        if self.signal:
+            raise KeyboardInterrupt
+        self.signal = signum
+
+    def rank0s(self, value):
+        """Under torchrun, rank 0's value (its clock, its Ctrl-C) on every rank: all stop and decay alike."""
+        if self.ranks.size > 1:
+            value = torch.tensor([value], dtype=torch.float64)
+            torch.distributed.broadcast(value, src=0)
+        return float(value)
+
     def finished(self, iter_num):   # max_iters steps done, or the time budget spent
-        self.seconds = rank0s(time.monotonic() - self.start, self.ranks)
+        self.seconds = self.rank0s(time.monotonic() - self.start)
         budget = self.args.time_budget
         self.share = self.seconds / (60 * budget) if budget else iter_num / self.args.max_iters
-        self.done = self.share >= 1
-        return self.done
+        return self.share >= 1
 
     def interrupted(self):   # Ctrl-C or SIGTERM (on rank 0)
-        self.signal = int(rank0s(self.signal, self.ranks))
+        self.signal = int(self.rank0s(self.signal))
         return self.signal != 0
 
     def schedule_step(self, iter_num):   # with a time budget, the schedule follows the share of time used
         return min(self.share, 1) * self.args.max_iters if self.args.time_budget else iter_num
 
     def stepped(self, iter_num, loss_value, lr, scaler):
-        """Move the bar. A loss gone inf or NaN has diverged: stop. In float16 one overflowing batch is
-        only a step the scaler skipped; a loss that stays so for 20 steps is divergence."""
+        """Move the bar; stop a loss gone inf or NaN. In float16 one overflowing batch is only a step the
+        scaler skipped: there a loss that stays so for 20 steps has diverged."""
         self.bad_losses = 0 if math.isfinite(loss_value) else self.bad_losses + 1
         if self.bad_losses >= (20 if scaler.is_enabled() else 1):
             fail(f"the loss became {loss_value} at step {iter_num - 1}; stopped. {self.args.out_dir}/ckpt.pt "
@@ -574,15 +565,6 @@ def join_torchrun(device_name):
         torch.cuda.set_device(local)
     torch.distributed.init_process_group(backend="nccl" if device_name == "cuda" else "gloo")
     return argparse.Namespace(size=size, rank=rank, local=local, master=rank == 0)
-
-
-def rank0s(value, ranks):
-    """Under torchrun, rank 0's value (its clock, its Ctrl-C) on every rank, so all stop and decay alike."""
-    if ranks.size == 1:
-        return value
-    value = torch.tensor([value], dtype=torch.float64)
-    torch.distributed.broadcast(value, src=0)
-    return value.item()
 
 
 def progress_bar(args, iter_num, ranks):
@@ -633,15 +615,12 @@ def number(kind, zero_allowed=False, below=None):
     return parse
 
 
-# Every setting of a run: its flag's type (or choices), its help, and its default, where it has one of its
-# own. A run takes each from, first found: a flag; the resumed run (--resume); the checkpoint it starts
-# from (--init-from: the sizes, the model's changes and the task its weights fit); the recipe; the default.
+# Every setting of a run: its flag's type (or choices), its help, and its default (None: none of its own).
 SETTINGS = {
     "model": (["gpt", "bigram"], "what to train", "gpt"),
     "preset": (["lecture", "cpu", "addition"], "the GPT's recipe: the lecture's, 9.5 min on 2 CPU cores, or "
                "a small adder (default: addition for --task addition, lecture on CUDA, else cpu)", None),
-    "task": (["text", "addition"], "learn the prepared text, or to add numbers: problems a+b= drawn at "
-             "random, the sum written least significant digit first", "text"),
+    "task": (["text", "addition"], "learn the prepared text, or to add: a+b= with the sum reversed", "text"),
     "digits": (number(int, below=18), "with --task addition: digits per number", 3),
     "batch_size": (number(int), "independent sequences per step (B)", None),
     "block_size": (number(int), "context length in characters (T)", None),
@@ -653,8 +632,7 @@ SETTINGS = {
     "tie_weights": (bool, "the output head shares the token embedding's matrix (Press & Wolf, 2017)", False),
     "activation": (["relu", "gelu", "relu2"], "the feed-forward's non-linearity (relu2: ReLU squared, So "
                    "et al., 2021)", "relu"),
-    "qk_norm": (bool, "queries and keys to unit root-mean-square before they meet (Henry et al., 2020)",
-                False),
+    "qk_norm": (bool, "queries and keys to unit RMS before they meet (Henry et al., 2020)", False),
     "max_iters": (number(int), "training steps (instead of the recipe's time budget)", None),
     "time_budget": (number(float), "train this many minutes (resumes count) instead of --max-iters steps; "
                     "the schedule, drawn for --max-iters steps, follows the time used", None),
@@ -702,61 +680,57 @@ RECIPES = {
 
 def parse_args(argv=None):
     """Flags -> (args with every setting filled in, the saved run to resume, the checkpoint to start from)."""
-    parser = argparse.ArgumentParser(description="Train a character-level language model on the text that "
-                                     "prepare.py prepared; writes ckpt.pt, last.pt and log.csv to --out-dir. "
-                                     "A setting not given is the resumed run's, the --init-from "
-                                     "checkpoint's, the recipe's (--preset) or the default shown, the first "
-                                     "that has it.")
+    parser = argparse.ArgumentParser(description=(
+        "Train a character-level language model on the text prepare.py prepared; writes ckpt.pt, last.pt "
+        "and log.csv to --out-dir. A setting not given is the resumed run's, the --init-from checkpoint's, "
+        "the recipe's (--preset) or the default shown, the first that has it."))
     parser.error = lambda message: fail(f"{message} (see --help)")
     for name, (kind, help, default) in SETTINGS.items():
         how = (dict(action=argparse.BooleanOptionalAction) if kind is bool else dict(choices=kind)
                if isinstance(kind, list) else dict(type=kind))
         recipes = ", ".join(f"{recipe} {values[name]}" for recipe, values in RECIPES.items()
                             if name in values)   # a recipe's value comes before the default
-        shown = f"the recipe's ({recipes})" if recipes else None
-        shown = f"{shown}, else {default}" if shown and default is not None else shown or default
-        parser.add_argument("--" + name.replace("_", "-"), **how,
-                            help=help + ("" if shown is None else f" (default: {shown})"))
+        shown = [f"the recipe's ({recipes})"] if recipes else []
+        shown += [] if default is None else [str(default)]
+        help += f" (default: {', else '.join(shown)})" if shown else ""
+        parser.add_argument("--" + name.replace("_", "-"), **how, help=help)
     parser.add_argument("--init-from", metavar="CKPT", help="start from this checkpoint's weights and sizes, "
                         "with a fresh optimiser, schedule, step and log: fine-tune a model on your text")
     parser.add_argument("--out-dir", default="out", help="where ckpt.pt, last.pt, log.csv go (default: out)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out-dir/last.pt")
     parser.add_argument("--overwrite", action="store_true", help="start afresh in an --out-dir with a run")
     args = parser.parse_args(argv)
-    given = {name for name, value in vars(args).items() if value is not None}
+    given = {name: value for name, value in vars(args).items() if value is not None}
     if args.resume and args.init_from:
         fail("--resume continues a run, --init-from starts a new one from a checkpoint: give one")
+    # A setting is, first found: its flag, the resumed run's, the checkpoint's, the recipe's, its default.
     saved = read_run(os.path.join(args.out_dir, "last.pt")) if args.resume else None
-    kept = {name for name in (saved["config"] if saved else {}) if name not in given}   # a resumed run's
-    for name in kept:
-        setattr(args, name, saved["config"][name])
-    init = read_run(args.init_from, keys=()) if args.init_from and not saved else None
-    changes_off = {name: SETTINGS[name][2] for name in GPT_ARGS[5:]}   # a checkpoint older than them
-    carried = {**changes_off, **init["model_args"], **{k: init["config"].get(k) for k in ("task", "digits")}
-               } if init else {}
-    for name, value in carried.items():   # the model, sizes and task its weights fit
-        if name not in given:
-            setattr(args, name, value)
-        elif name != "dropout" and getattr(args, name) != value:
-            fail(f"--{name.replace('_', '-')} {getattr(args, name)}: {args.init_from} has {value}")
-    if saved and args.model != saved["config"]["model"]:
+    init = read_run(args.init_from, keys=()) if args.init_from else None
+    inherited = saved["config"] if saved else {}
+    if init:   # the model, sizes and task its weights fit (a checkpoint older than the papers' changes: none)
+        inherited = {**{name: SETTINGS[name][2] for name in GPT_ARGS[5:]}, **init["model_args"],
+                     **{name: init["config"][name] for name in ("task", "digits") if name in init["config"]}}
+        for name, value in inherited.items():   # dropout alone may change
+            if name in given and name != "dropout" and given[name] != value:
+                fail(f"--{name.replace('_', '-')} {given[name]}: {args.init_from} has {value}")
+    known = {**inherited, **given}
+    model, task = known.get("model", "gpt"), known.get("task", "text")
+    if saved and model != saved["config"]["model"]:
         fail(f"{args.out_dir}/last.pt holds a {saved['config']['model']} run; resume it without --model")
-    gpt_only = sorted(given & {"preset", "task", "digits", "optimizer", "attention", *GPT_ARGS[1:]})
-    if args.model == "bigram" and gpt_only:
+    gpt_only = sorted(given.keys() & {"preset", "task", "digits", "optimizer", "attention", *GPT_ARGS[1:]})
+    if model == "bigram" and gpt_only:
         fail(f"--{gpt_only[0].replace('_', '-')} is a GPT setting; the bigram has no such setting")
-    if {"max_iters", "time_budget"} <= given:
+    if {"max_iters", "time_budget"} <= given.keys():
         fail("--max-iters and --time-budget both given; a run ends by one of them: give one")
-    if "digits" in given and args.task != "addition" or "block_size" in given and args.task == "addition":
+    if "digits" in given and task != "addition" or "block_size" in given and task == "addition":
         fail("--digits is for --task addition, and there it sets the block size: 3 * digits + 2")
-    args.model, args.task = args.model or "gpt", args.task or "text"
-    if args.preset is None or "bigram" in (args.model, args.preset):   # none given, or another model
-        gpu = (args.device or "auto") in ("auto", "cuda") and torch.cuda.is_available()
-        args.preset = ("bigram" if args.model == "bigram" else "addition" if args.task == "addition"
-                       else "lecture" if gpu else "cpu")
-    defaults = {name: default for name, (_, _, default) in SETTINGS.items() if default is not None}
-    for name, value in {**defaults, **RECIPES[args.preset]}.items():
-        if getattr(args, name, None) is None and name not in kept:
-            setattr(args, name, value)
+    preset = known.get("preset")
+    if preset is None or "bigram" in (model, preset):   # none given, or another model's
+        gpu = known.get("device", "auto") in ("auto", "cuda") and torch.cuda.is_available()
+        preset = ("bigram" if model == "bigram" else "addition" if task == "addition"
+                  else "lecture" if gpu else "cpu")
+    defaults = {name: default for name, (_, _, default) in SETTINGS.items()}
+    vars(args).update({**defaults, **RECIPES[preset], **known, "preset": preset})
     if args.optimizer == "auto":
         args.optimizer = "muon" if CPU_BFLOAT16 else "adamw"
     if "max_iters" in given:   # a fixed number of steps: the same run on every machine
