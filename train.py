@@ -77,14 +77,13 @@ def estimate_loss(model, eval_batches, autocast):
     return out
 
 
-def configure_optimizers(model, optimizer, learning_rate, weight_decay, muon_lr_scale=2.0):
+def configure_optimizers(model, optimizer, learning_rate, weight_decay, dtype=torch.float32,
+                         muon_lr_scale=2.0):
     """-> torch optimisers that together train every parameter once: AdamW, the lecture's, trains them all,
-    or with optimizer="muon" all but the blocks' weight matrices. Weight decay pulls weights towards zero;
-    biases and layer-norm gains, one number per channel, are spared. beta2 0.99 forgets the noisy first
-    steps sooner than 0.999. Muon (Jordan et al., 2024): a matrix's momentum is dominated by a few
-    directions, and a plain step moves it mostly along those; Muon steps along the nearest orthogonal
-    matrix instead (the same directions, all at one rate; five Newton-Schulz iterations find it), and
-    learns more per step. "match_rms_adamw" sizes its steps like AdamW's, times muon_lr_scale."""
+    or with optimizer="muon" all but the blocks' weight matrices, which Muon (below) trains at muon_lr_scale
+    times the rate, in bfloat16 where dtype, the run's number format, is. Weight decay pulls weights
+    towards zero; biases and layer-norm gains, one number per channel, are spared. beta2 0.99 forgets the
+    noisy first steps sooner than 0.999."""
     in_blocks = [p for block in model.blocks for p in block.parameters()] if optimizer == "muon" else []
     matrices = [p for p in in_blocks if p.dim() == 2]
     rest = [p for p in model.parameters() if not any(p is m for m in matrices)]
@@ -94,9 +93,44 @@ def configure_optimizers(model, optimizer, learning_rate, weight_decay, muon_lr_
     ], lr=learning_rate, betas=(0.9, 0.99))
     if not matrices:
         return [adamw]
-    muon = torch.optim.Muon([{"params": matrices, "lr_scale": muon_lr_scale}], weight_decay=weight_decay,
-                            lr=learning_rate * muon_lr_scale, adjust_lr_fn="match_rms_adamw")
+    orthogonalize_in = torch.bfloat16 if dtype == torch.bfloat16 else torch.float32
+    muon = Muon([{"params": matrices, "lr_scale": muon_lr_scale}], lr=learning_rate * muon_lr_scale,
+                weight_decay=weight_decay, orthogonalize_in=orthogonalize_in)
     return [muon, adamw]
+
+
+class Muon(torch.optim.Optimizer):
+    """Muon (Jordan et al., 2024) for weight matrices. A matrix's gradient is dominated by a few directions,
+    and a plain step moves it mostly along those; Muon steps along the nearest orthogonal matrix instead
+    (the same directions, all at one size), and learns more per step. It computes what torch.optim.Muon
+    does with adjust_lr_fn="match_rms_adamw", but orthogonalises in float32 where asked: a CPU without
+    bfloat16 hardware emulates bfloat16 at a small fraction of float32's speed."""
+
+    def __init__(self, params, lr, weight_decay, momentum=0.95, orthogonalize_in=torch.bfloat16):
+        super().__init__(params, dict(lr=lr, weight_decay=weight_decay, momentum=momentum))
+        self.orthogonalize_in = orthogonalize_in
+
+    @torch.no_grad()
+    def step(self):
+        for group in self.param_groups:
+            for p in group["params"]:
+                momentum = self.state[p].setdefault("momentum_buffer", torch.zeros_like(p))
+                momentum.lerp_(p.grad, 1 - group["momentum"])            # a running mean of the gradients
+                direction = p.grad.lerp(momentum, group["momentum"])     # Nesterov's: a look one step ahead
+                update = orthogonalize(direction.to(self.orthogonalize_in))              # (rows, columns)
+                p.mul_(1 - group["lr"] * group["weight_decay"])                          # weight decay
+                p.add_(update, alpha=-group["lr"] * 0.2 * max(p.shape) ** 0.5)   # AdamW's typical step size
+
+
+def orthogonalize(G, steps=5):
+    """G (m, n) = U S V^T -> about U V^T: `steps` Newton-Schulz iterations of an odd polynomial, steep at 0,
+    push every singular value towards 1 (those above a tenth of the largest end between 0.5 and 1.5)."""
+    X = G.T if G.size(0) > G.size(1) else G              # (short, long): XX^T is the smaller square
+    X = X / X.norm().clamp(min=1e-7)                     # every singular value at most 1
+    for _ in range(steps):
+        A = X @ X.T                                      # (short, short)
+        X = 3.4445 * X + (-4.7750 * A + 2.0315 * A @ A) @ X
+    return X.T if G.size(0) > G.size(1) else X           # G's shape
 
 
 def get_lr(step, learning_rate, min_lr, warmup_iters, lr_decay_iters):
@@ -116,7 +150,7 @@ def train(args, saved=None, init=None):
     device, dtype, ranks = set_up(args)   # says which device and number format, and why
     data_info, train_batch, eval_batches = make_batches(args, device)
     model = build_model(args, data_info["chars"], init).to(device)
-    optimizers = configure_optimizers(model, args.optimizer, args.learning_rate, args.weight_decay)
+    optimizers = configure_optimizers(model, args.optimizer, args.learning_rate, args.weight_decay, dtype)
     # Mixed precision (nanoGPT's two lines): the matrix multiplies in bfloat16 or float16. float16's small
     # range needs the scaler: backward runs on the loss times a large scale, so that tiny gradients do not
     # round to zero; the step divides it out, or skips a step whose gradients overflowed (else: no-ops).
@@ -276,11 +310,18 @@ def set_up(args):
     ranks = join_torchrun(name)
     device = torch.device("cuda", ranks.local) if name == "cuda" else torch.device(name)
     dtype, why = pick_dtype(args.dtype, device)
+    fitted = fit_to_machine(args, device, dtype, ranks) if args.preset == "cpu" else None
+    if args.model == "gpt" and args.n_embd % args.n_head:
+        fail(f"--n-embd {args.n_embd} must be a multiple of --n-head {args.n_head}")
+    if args.model == "gpt" and args.rope and args.n_embd // args.n_head % 2:
+        fail(f"--rope turns channels in pairs, so the head size --n-embd / --n-head must be even, got "
+             f"{args.n_embd} / {args.n_head}; change either, or add --no-rope")
     if ranks.master:
         print(f"device: {device} (--device {args.device}), dtype: {str(dtype)[6:]} ({why})"
               + (f", {ranks.size} processes" if ranks.size > 1 else ""))
         print(f"model: {args.model}, recipe {args.preset}: "
               + ", ".join(f"{k}={getattr(args, k)}" for k in RECIPES[args.preset]), flush=True)
+        print(fitted or "", end="\n" if fitted else "", flush=True)
     if device.type == "cpu" and args.model == "gpt" and os.path.exists("/proc/meminfo"):
         # Out of memory, a CPU process is killed without a word: refuse a step whose activations cannot
         # fit, at least a few (B, T, C) per layer and, with the explicit attention, its (B, nh, T, T).
@@ -292,6 +333,42 @@ def set_up(args):
                  f"first, then --block-size or --n-embd")
     torch.manual_seed(args.seed)   # the same first weights on every rank
     return device, dtype, ranks
+
+
+def fit_to_machine(args, device, dtype, ranks):
+    """Fill the cpu recipe's model and batch from CPU_FITS -> the line that says which row and why."""
+    reference_ms, rows = CPU_FITS[torch.float32 if dtype == torch.float32 else torch.bfloat16]
+    told = [name for name in rows[10] if getattr(args, name) is not None]   # given, resumed or carried
+    if not args.time_budget or told or ranks.size > 1:   # under torchrun, every rank must take one row
+        row, why = 10, "for a fixed number of steps, several processes, or sizes given"
+    else:   # what the budget buys here, in minutes of the reference CPU; the probe's time comes out of it
+        start = time.monotonic()
+        ms = step_ms(rows[min(rows)], device, dtype)
+        args.time_budget = round(args.time_budget - (time.monotonic() - start) / 60, 3)
+        minutes = args.time_budget * reference_ms / ms
+        row = min(rows, key=lambda fitted: abs(math.log(fitted / minutes)))   # the nearest, as a ratio
+        why = (f"a step of the {min(rows):g}-minute row's model took {ms:.0f} ms here and {reference_ms} on "
+               f"the reference CPU, so {args.time_budget:g} min here buy {minutes:.1f} there")
+    for name, value in rows[row].items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+    return f"fitted: {', '.join(f'{k}={getattr(args, k)}' for k in rows[row])}: the {row:g}-minute row ({why})"
+
+
+def step_ms(settings, device, dtype, steps=5):
+    """Milliseconds of a forward and backward pass of a GPT of these settings here: the median of `steps`."""
+    sizes = {name: settings[name] for name in ("block_size", "n_layer", "n_head", "n_embd", "dropout")}
+    model = GPT(GPTConfig(vocab_size=65, rope=True, fused_attention=False, **sizes)).to(device)
+    x = torch.randint(65, (settings["batch_size"], settings["block_size"]), device=device)   # (B, T)
+    times = []
+    for _ in range(steps + 1):   # the first, which sets things up, is not counted
+        start = time.perf_counter()
+        with torch.autocast(device.type, dtype, enabled=dtype != torch.float32):
+            _, loss = model(x, x)
+        loss.backward()
+        loss.item()   # waits for a GPU to finish
+        times.append(time.perf_counter() - start)
+    return 1000 * sorted(times[1:])[steps // 2]
 
 
 CPU_BFLOAT16 = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()  # in hardware
@@ -643,8 +720,7 @@ SETTINGS = {
     "warmup_iters": (number(int, zero_allowed=True), "steps of linear warmup", None),
     "weight_decay": (number(float, zero_allowed=True), "weight decay on matrices", None),
     "grad_clip": (number(float, zero_allowed=True), "clip the gradient's norm to this (0: off)", None),
-    "optimizer": (["adamw", "muon", "auto"], "muon: Muon for the blocks' matrices, AdamW elsewhere; auto: "
-                  "muon where the CPU multiplies bfloat16 in hardware (Muon's own format), else adamw", None),
+    "optimizer": (["adamw", "muon"], "muon: Muon for the blocks' matrices, AdamW elsewhere", None),
     "attention": (["fused", "explicit"], "one fused PyTorch call, or the explicit math", "fused"),
     "device": (["auto", "cpu", "cuda", "mps"], "where to train", "auto"),
     "dtype": (["auto", "float32", "bfloat16", "float16"], "number format of the matrix multiplies (auto: "
@@ -665,21 +741,39 @@ RECIPES = {
     "lecture": dict(**PRESETS["lecture"], batch_size=64, max_iters=5000, eval_interval=500,
                     eval_iters=200, learning_rate=1e-3, min_lr=1e-4, warmup_iters=100, weight_decay=0.1,
                     grad_clip=1.0, optimizer="adamw", time_budget=None, attention="fused"),
-    # What full runs found best for 10 minutes on 2 CPU cores: a smaller model (with RoPE) that takes more
-    # steps, and Muon, which learns more per step (dropout 0.1 holds back its overfitting), where bfloat16 is
-    # in hardware. It trains 9.5 minutes, whatever a step costs (max_iters only draws the schedule).
-    "cpu": dict(**PRESETS["cpu"], batch_size=48, max_iters=1100, eval_interval=200, eval_iters=20,
-                learning_rate=2e-3, min_lr=2e-4, warmup_iters=100, weight_decay=0.1, grad_clip=1.0,
-                optimizer="auto", time_budget=9.5, attention="explicit"),
+    # What full runs found best on 2 CPU cores: RoPE, Muon, which learns more per step, and a model and
+    # batch fitted to the machine's speed and the time budget (CPU_FITS). It trains 9.5 minutes, whatever
+    # a step costs (max_iters only draws the schedule).
+    "cpu": dict(rope=True, max_iters=1100, eval_iters=20, warmup_iters=100, weight_decay=0.1, grad_clip=1.0,
+                optimizer="muon", time_budget=9.5, attention="explicit"),
     # --task addition: a small GPT; its block_size is 3 * digits + 2, a problem less its last character.
     "addition": dict(n_layer=2, n_head=4, n_embd=128, dropout=0.0, batch_size=64, max_iters=2000,
                      eval_interval=250, eval_iters=10, learning_rate=1e-3, min_lr=1e-4, warmup_iters=100,
                      weight_decay=0.1, grad_clip=1.0, optimizer="adamw", time_budget=None),
 }
 
+# The cpu recipe's model, batch and rates, per number format, for the minutes a run has on the reference
+# CPU: what full runs found best there (a 2-core AMD EPYC with AVX512-BF16; for float32, with its bfloat16
+# hidden; tests/MEASUREMENTS.md). A machine k times slower, given T minutes, does what the reference does in
+# T / k: fit_to_machine times a step to find k. Each format: (the reference's ms for a step of the first
+# row's model, {minutes there: settings}).
+CPU_FITS = {
+    torch.bfloat16: (73, {
+        1.5: dict(n_layer=4, n_head=4, n_embd=128, block_size=64, batch_size=48, dropout=0.0,
+                  learning_rate=3e-3, min_lr=3e-4, eval_interval=500),
+        10: dict(n_layer=4, n_head=4, n_embd=192, block_size=64, batch_size=48, dropout=0.1,
+                 learning_rate=3e-3, min_lr=3e-4, eval_interval=500)}),
+    torch.float32: (86, {
+        1.5: dict(n_layer=4, n_head=4, n_embd=128, block_size=64, batch_size=32, dropout=0.0,
+                  learning_rate=3e-3, min_lr=3e-4, eval_interval=500),
+        10: dict(n_layer=4, n_head=4, n_embd=192, block_size=64, batch_size=32, dropout=0.1,
+                 learning_rate=3e-3, min_lr=3e-4, eval_interval=500)}),
+}
+
 
 def parse_args(argv=None):
-    """Flags -> (args with every setting filled in, the saved run to resume, the checkpoint to start from)."""
+    """Flags -> (args with every setting filled in, the saved run to resume, the checkpoint to start from);
+    the cpu recipe's model and batch are fitted to the machine when the run starts (fit_to_machine)."""
     parser = argparse.ArgumentParser(description=(
         "Train a character-level language model on the text prepare.py prepared; writes ckpt.pt, last.pt "
         "and log.csv to --out-dir. A setting not given is the resumed run's, the --init-from checkpoint's, "
@@ -731,17 +825,10 @@ def parse_args(argv=None):
                   else "lecture" if gpu else "cpu")
     defaults = {name: default for name, (_, _, default) in SETTINGS.items()}
     vars(args).update({**defaults, **RECIPES[preset], **known, "preset": preset})
-    if args.optimizer == "auto":
-        args.optimizer = "muon" if CPU_BFLOAT16 else "adamw"
     if "max_iters" in given:   # a fixed number of steps: the same run on every machine
         args.time_budget = None
     if args.task == "addition":   # block_size: "a+b=" and the sum, less its last digit (never an input)
         args.block_size = 3 * args.digits + 2
-    if args.model == "gpt" and args.n_embd % args.n_head:
-        fail(f"--n-embd {args.n_embd} must be a multiple of --n-head {args.n_head}")
-    if args.model == "gpt" and args.rope and args.n_embd // args.n_head % 2:
-        fail(f"--rope turns channels in pairs, so the head size --n-embd / --n-head must be even, got "
-             f"{args.n_embd} / {args.n_head}; change either, or add --no-rope")
     return args, saved, init
 
 

@@ -21,12 +21,10 @@ from gpt import GPT, GPTConfig
 # --- each machine's settings, number format and progress bar --------------------------------------
 
 def test_without_flags_a_cpu_machine_gets_the_cpu_recipe_and_flags_override_it(monkeypatch):
-    for bfloat16_hardware, optimizer in ((True, "muon"), (False, "adamw")):   # Muon where bfloat16 is fast
-        monkeypatch.setattr(train, "CPU_BFLOAT16", bfloat16_hardware)
-        args, *_ = train.parse_args(["--device", "cpu", "--n-layer", "2"])
-        assert (args.model, args.preset, args.n_layer, args.optimizer) == ("gpt", "cpu", 2, optimizer)
-        assert train.parse_args(["--optimizer", "adamw"])[0].optimizer == "adamw"
-    assert args.n_embd == train.RECIPES["cpu"]["n_embd"] and args.max_iters == 1100
+    args, *_ = train.parse_args(["--device", "cpu", "--n-layer", "2"])
+    assert (args.model, args.preset, args.n_layer, args.optimizer) == ("gpt", "cpu", 2, "muon")
+    assert args.n_embd is None   # the sizes not given: fitted to the machine when the run starts
+    assert args.max_iters == 1100 and train.parse_args(["--optimizer", "adamw"])[0].optimizer == "adamw"
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)   # a GPU: the lecture's model, unless told
     assert [train.parse_args(flags)[0].preset for flags in ([], ["--device", "cpu"])] == ["lecture", "cpu"]
     args, *_ = train.parse_args(["--preset", "lecture", "--device", "cpu"])
@@ -35,6 +33,25 @@ def test_without_flags_a_cpu_machine_gets_the_cpu_recipe_and_flags_override_it(m
     assert (args.rope, args.tie_weights, args.activation, args.qk_norm) == (False, False, "relu", False)
     args, *_ = train.parse_args(["--max-iters", "30"])     # a fixed number of steps replaces the time budget
     assert args.time_budget is None and args.max_iters == 30
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+def test_the_cpu_recipe_takes_the_row_its_budget_buys_on_the_reference_cpu(monkeypatch, dtype):
+    """A machine k times slower than the reference, given T minutes, gets the row fitted nearest T / k."""
+    reference_ms, rows = train.CPU_FITS[dtype]
+    cpu, one, step_ms = torch.device("cpu"), argparse.Namespace(size=1), train.step_ms
+    for k, budget, row in ((1, 1.5, 1.5), (1, 9.5, 10), (4, 9.5, 1.5), (0.25, 3, 10)):
+        monkeypatch.setattr(train, "step_ms", lambda settings, device, dtype: reference_ms * k)
+        args, *_ = train.parse_args(["--device", "cpu", "--time-budget", str(budget)])
+        assert f"the {row:g}-minute row (a step of" in train.fit_to_machine(args, cpu, dtype, one)
+        assert all(getattr(args, name) == value for name, value in rows[row].items())
+    args, *_ = train.parse_args(["--device", "cpu", "--max-iters", "5"])   # no budget: the 10-minute row
+    assert "10-minute row" in train.fit_to_machine(args, cpu, dtype, one)
+    assert args.n_embd == rows[10]["n_embd"]
+    args, *_ = train.parse_args(["--device", "cpu", "--time-budget", "1.5", "--n-embd", "64"])   # told
+    train.fit_to_machine(args, cpu, dtype, one)
+    assert args.n_embd == 64 and args.n_layer == rows[10]["n_layer"]
+    assert step_ms(rows[1.5], cpu, dtype, steps=1) > 0   # the probe itself runs
 
 
 def test_the_number_format_follows_the_hardware_and_says_why(monkeypatch):

@@ -1,5 +1,6 @@
 """The lecture's exercises 2 and 3 (a GPT that adds; pretrain, then fine-tune), and a model's `wei`, drawn."""
 
+import argparse
 import csv
 import struct
 import zlib
@@ -107,6 +108,7 @@ def test_init_from_starts_a_fresh_run_from_the_weights_and_sizes(pretrained, cap
     # The first evaluation is the pretrained model's loss on the new text.
     args, _, init = train.parse_args(["--init-from", str(ckpt), "--data-dir", str(pretrained / "other"),
                                       "--eval-iters", "4", "--device", "cpu"])
+    train.fit_to_machine(args, torch.device("cpu"), torch.float32, ranks=argparse.Namespace(size=1))   # B
     model, _ = generate.load_model(ckpt, torch.device("cpu"))
     _, _, eval_batches = train.make_batches(args, torch.device("cpu"))
     assert abs(train.estimate_loss(model, eval_batches, torch.autocast("cpu", enabled=False))["val"]

@@ -38,6 +38,25 @@ def test_muon_takes_the_blocks_matrices_adamw_the_rest_and_decay_spares_biases_a
     assert len(in_muon) + len(decay["params"]) + len(no_decay["params"]) == len(list(model.parameters()))
 
 
+def test_muon_steps_as_torch_muon_does_and_orthogonalizes_in_float32_as_in_bfloat16():
+    torch.manual_seed(0)
+    weights, grads = torch.randn(96, 64), [torch.randn(96, 64) for _ in range(3)]
+    ours, theirs = torch.nn.Parameter(weights.clone()), torch.nn.Parameter(weights.clone())
+    steps = [train.Muon([ours], lr=0.02, weight_decay=0.1),
+             torch.optim.Muon([theirs], lr=0.02, weight_decay=0.1, adjust_lr_fn="match_rms_adamw")]
+    for grad in grads:
+        ours.grad, theirs.grad = grad.clone(), grad.clone()
+        for optimizer in steps:
+            optimizer.step()
+    moved = (theirs - weights).abs().max()
+    assert (ours - theirs).abs().max() < 0.05 * moved   # the same steps, up to bfloat16's rounding
+    G = torch.randn(128, 48) @ torch.diag(torch.logspace(-1, 0, 48))   # singular values 0.1x to 1x apart
+    in_float32, in_bfloat16 = train.orthogonalize(G), train.orthogonalize(G.bfloat16()).float()
+    singular_values = torch.linalg.svdvals(in_float32)
+    assert singular_values.min() > 0.5 and singular_values.max() < 1.5
+    assert (in_float32 - in_bfloat16).norm() < 0.05 * in_float32.norm()   # the same, to bfloat16's rounding
+
+
 def test_learning_rate_warms_up_then_decays_along_a_cosine_to_min_lr():
     lr = [train.get_lr(i, 1e-3, 1e-4, warmup_iters=10, lr_decay_iters=110) for i in range(120)]
     assert lr[0] == 1e-4 and lr[9] == 1e-3                         # linear warmup to the peak
