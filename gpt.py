@@ -11,7 +11,7 @@ connections and layer norms, and repeat: that is the whole model, read here from
 Shapes in comments: B = batch, T = time (positions, at most block_size), C = channels (n_embd),
 nh = n_head, hs = head_size = C / nh. Left out on purpose: training (train.py) and sampling controls
 (generate.py); it imports nothing of the project. Beyond the lecture: exercise 4's changes from later
-papers (the CPU preset turns on RoPE), two fast paths that keep the same rule (a cheaper dropout mask,
+papers (train.py's CPU recipe turns on RoPE), two fast paths that keep the same rule (a cheaper dropout mask,
 one fused attention call); below the divider: ReLU squared, and the KV cache that sampling uses.
 """
 
@@ -22,11 +22,10 @@ import torch
 import torch.nn as nn
 from torch.nn import functional as F
 
-# Sizes: the lecture's model (10,788,929 parameters on tiny Shakespeare), and a smaller one for a CPU,
-# with rotary position embeddings (rotate, below), which led at step 200 with two seeds (README, EX4).
+# The lecture's model: 10,788,929 parameters on tiny Shakespeare. train.py's CPU recipe picks smaller ones,
+# with rotary position embeddings (rotate, below), for the machine's speed and the minutes it has.
 PRESETS = {
     "lecture": dict(block_size=256, n_layer=6, n_head=6, n_embd=384, dropout=0.2),
-    "cpu": dict(block_size=128, n_layer=4, n_head=4, n_embd=256, dropout=0.1, rope=True),
 }
 
 
@@ -140,7 +139,8 @@ class CausalSelfAttention(nn.Module):
         else:
             # The same lines in one PyTorch call: q @ k^T scaled by 1/sqrt(head_size), the causal mask inside
             # (is_causal; with a cache, tril's rows), the softmax, dropout on the weights while training, @ v.
-            # It need not store the (T, Tk) weights (on a GPU: flash attention); on a CPU it was 4% slower.
+            # It need not store the (T, Tk) weights (on a GPU: flash attention); on a CPU this call is slower
+            # than the lines above (train.py's CPU recipe takes --attention explicit).
             mask = None if Tk == T else self.tril[Tk - T:Tk, :Tk]                       # (T, Tk)
             dropout_p = self.attn_dropout.p if self.training else 0.0
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p,

@@ -197,8 +197,9 @@ def train(args, saved=None, init=None):
 
 @torch.no_grad()
 def sample_text(model, chars, device, length=80):
-    """The model's first `length` characters after a newline, from a seed of their own: the evaluations'
-    lines compare, and training's random stream (generate.py's sample() draws from it) stays untouched."""
+    """The model's first `length` characters after a newline, drawn with a generator of their own: every
+    evaluation's line starts from the same seed, so they compare, and training's random numbers stay as
+    they would be without them (generate.py's sample() draws from the global stream instead)."""
     model.eval()
     generator = torch.Generator().manual_seed(0)
     idx = torch.tensor([[chars.index("\n") if "\n" in chars else 0]], device=device)   # (1, 1)
@@ -321,7 +322,8 @@ def set_up(args):
               + (f", {ranks.size} processes" if ranks.size > 1 else ""))
         print(f"model: {args.model}, recipe {args.preset}: "
               + ", ".join(f"{k}={getattr(args, k)}" for k in RECIPES[args.preset]), flush=True)
-        print(fitted or "", end="\n" if fitted else "", flush=True)
+        if fitted:
+            print(fitted, flush=True)
     if device.type == "cpu" and args.model == "gpt" and os.path.exists("/proc/meminfo"):
         # Out of memory, a CPU process is killed without a word: refuse a step whose activations cannot
         # fit, at least a few (B, T, C) per layer and, with the explicit attention, its (B, nh, T, T).
@@ -339,8 +341,10 @@ def fit_to_machine(args, device, dtype, ranks):
     """Fill the cpu recipe's model and batch from CPU_FITS -> the line that says which row and why."""
     reference_ms, rows = CPU_FITS[torch.float32 if dtype == torch.float32 else torch.bfloat16]
     told = [name for name in rows[10] if getattr(args, name) is not None]   # given, resumed or carried
+    if len(told) == len(rows[10]):
+        return None   # nothing to fit
     if not args.time_budget or told or ranks.size > 1:   # under torchrun, every rank must take one row
-        row, why = 10, "for a fixed number of steps, several processes, or sizes given"
+        row, why = 10, "for a fixed number of steps, several processes, or some of these settings given"
     else:   # what the budget buys here, in minutes of the reference CPU; the probe's time comes out of it
         start = time.monotonic()
         ms = step_ms(rows[min(rows)], device, dtype)
@@ -352,7 +356,8 @@ def fit_to_machine(args, device, dtype, ranks):
     for name, value in rows[row].items():
         if getattr(args, name) is None:
             setattr(args, name, value)
-    return f"fitted: {', '.join(f'{k}={getattr(args, k)}' for k in rows[row])}: the {row:g}-minute row ({why})"
+    settings = ", ".join(f"{name}={getattr(args, name)}" for name in rows[row])
+    return f"fitted: {settings}: the {row:g}-minute row ({why})"
 
 
 def step_ms(settings, device, dtype, steps=5):
@@ -695,8 +700,9 @@ def number(kind, zero_allowed=False, below=None):
 # Every setting of a run: its flag's type (or choices), its help, and its default (None: none of its own).
 SETTINGS = {
     "model": (["gpt", "bigram"], "what to train", "gpt"),
-    "preset": (["lecture", "cpu", "addition"], "the GPT's recipe: the lecture's, 9.5 min on 2 CPU cores, or "
-               "a small adder (default: addition for --task addition, lecture on CUDA, else cpu)", None),
+    "preset": (["lecture", "cpu", "addition"], "the GPT's recipe: the lecture's, 9.5 min on a CPU (its model "
+               "and batch fitted to the machine's speed: CPU_FITS), or a small adder (default: addition for "
+               "--task addition, lecture on CUDA, else cpu)", None),
     "task": (["text", "addition"], "learn the prepared text, or to add: a+b= with the sum reversed", "text"),
     "digits": (number(int, below=18), "with --task addition: digits per number", 3),
     "batch_size": (number(int), "independent sequences per step (B)", None),

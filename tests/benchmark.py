@@ -46,6 +46,14 @@ ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = ("lecture", "cpu")   # train.py's GPT recipes
 
 
+def recipe(config):
+    """train.py's settings for a GPT recipe; for cpu, its 10-minute row in bfloat16."""
+    sys.path.insert(0, str(ROOT))
+    import torch
+    import train
+    return {**train.RECIPES[config], **(train.CPU_FITS[torch.bfloat16][1][10] if config == "cpu" else {})}
+
+
 def run_steps(impl, config, iters, attention, dtype):
     """In this process: build the model and optimizer, take `iters` steps; print per-step seconds as JSON."""
     sys.path.insert(0, str(ROOT))
@@ -57,7 +65,7 @@ def run_steps(impl, config, iters, attention, dtype):
     from gpt import GPT, GPTConfig
     from lecture_gpt import LectureGPT
 
-    c = train.RECIPES[config]
+    c = recipe(config)
     torch.manual_seed(0)
     data = np.random.default_rng(0).integers(0, 65, size=1_000_000, dtype=np.uint8)
     device = torch.device("cpu")
@@ -73,9 +81,9 @@ def run_steps(impl, config, iters, attention, dtype):
                 for name, child in module.named_children():
                     if isinstance(child, gpt.Dropout):
                         setattr(module, name, torch.nn.Dropout(child.p))
-        name = c["optimizer"] if c["optimizer"] != "auto" else "muon" if train.CPU_BFLOAT16 else "adamw"
-        optimizers = train.configure_optimizers(model, name, c["learning_rate"], c["weight_decay"])
         use_bf16 = train.pick_dtype(dtype, device)[0] == torch.bfloat16
+        optimizers = train.configure_optimizers(model, c["optimizer"], c["learning_rate"], c["weight_decay"],
+                                                torch.bfloat16 if use_bf16 else torch.float32)
     times = []
     for _ in range(iters):
         start = time.perf_counter()
@@ -102,8 +110,7 @@ def speed(args):
     variants += [("nn-dropout", "explicit", args.dtype)] if args.nn_dropout else []
     results = {v: {"process_s": [], "step_s": []} for v in variants}
     sys.path.insert(0, str(ROOT))
-    import train
-    c = train.RECIPES[args.config]
+    c = recipe(args.config)
     print(f"config {args.config}: {c}, {args.iters} steps per process, {args.rounds} rounds")
     for r in range(args.rounds):
         for v in variants:
