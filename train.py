@@ -81,9 +81,9 @@ def configure_optimizers(model, optimizer, learning_rate, weight_decay, dtype=to
                          muon_lr_scale=2.0):
     """-> torch optimisers that together train every parameter once: AdamW, the lecture's, trains them all,
     or with optimizer="muon" all but the blocks' weight matrices, which Muon (below) trains at muon_lr_scale
-    times the rate, in bfloat16 where dtype, the run's number format, is. Weight decay pulls weights
-    towards zero; biases and layer-norm gains, one number per channel, are spared. beta2 0.99 forgets the
-    noisy first steps sooner than 0.999."""
+    times the rate; it orthogonalises in bfloat16 if dtype, the run's number format, is bfloat16, else in
+    float32. Weight decay pulls weights towards zero; biases and layer-norm gains, one number per channel,
+    are spared. beta2 0.99 forgets the noisy first steps sooner than 0.999."""
     in_blocks = [p for block in model.blocks for p in block.parameters()] if optimizer == "muon" else []
     matrices = [p for p in in_blocks if p.dim() == 2]
     rest = [p for p in model.parameters() if not any(p is m for m in matrices)]
