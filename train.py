@@ -767,8 +767,8 @@ CPU_FITS = {
     torch.bfloat16: (73, {
         1.5: dict(n_layer=4, n_head=4, n_embd=128, block_size=64, batch_size=48, dropout=0.0,
                   learning_rate=3e-3, min_lr=3e-4, eval_interval=500),
-        10: dict(n_layer=4, n_head=4, n_embd=192, block_size=64, batch_size=48, dropout=0.1,
-                 learning_rate=3e-3, min_lr=3e-4, eval_interval=500)}),
+        10: dict(n_layer=4, n_head=4, n_embd=128, block_size=64, batch_size=16, dropout=0.0,
+                 learning_rate=3e-3, min_lr=3e-4, eval_interval=1000)}),
     torch.float32: (86, {
         1.5: dict(n_layer=4, n_head=4, n_embd=128, block_size=64, batch_size=32, dropout=0.0,
                   learning_rate=3e-3, min_lr=3e-4, eval_interval=500),
