@@ -761,8 +761,8 @@ RECIPES = {
 # The cpu recipe's model, batch and rates, per number format, for the minutes a run has on the reference
 # CPU: what full runs found best there (a 2-core AMD EPYC with AVX512-BF16; for float32, with its bfloat16
 # hidden; tests/MEASUREMENTS.md). A machine k times slower, given T minutes, does what the reference does in
-# T / k: fit_to_machine times a step to find k. Each format: (the reference's ms for a step of the first
-# row's model, {minutes there: settings}).
+# T / k: fit_to_machine times a step to find k. Each format: (the reference's ms for a forward and backward
+# pass of the 1.5-minute row's model, step_ms's measure, {minutes there: settings}).
 CPU_FITS = {
     torch.bfloat16: (73, {
         1.5: dict(n_layer=4, n_head=4, n_embd=128, block_size=64, batch_size=48, dropout=0.0,
