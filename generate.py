@@ -83,10 +83,14 @@ def with_kv_cache(model):
 def main(argv=None):
     args = parse_args(argv)
     device = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
-    model, chars = load_model(args.checkpoint, torch.device(device))
+    model, chars, digits = load_model(args.checkpoint, torch.device(device))   # digits: an adder's
+    args.temperature = (0.0 if digits else 1.0) if args.temperature is None else args.temperature
     draw = args.show_attention or args.attention_png
     if draw and not isinstance(model, GPT):
         fail(f"{args.checkpoint} holds a bigram model: it has no attention to show")
+    if digits and not (args.interactive or draw) and as_problem(args.prompt, digits) is None:
+        fail(f"--prompt {args.prompt!r}: this model adds; ask it a sum of numbers of up to {digits} digits, "
+             f"as in --prompt 12+34=")
     unseen = sorted(set(args.prompt) - set(chars))
     if unseen and not args.interactive:
         fail(f"the prompt has characters this model never saw: {unseen}; it knows {''.join(chars)!r}")
@@ -101,8 +105,9 @@ def main(argv=None):
             if args.attention_png:
                 write_whole(args.attention_png, attention_png(weights), "--attention-png")
         else:
-            prompts = typed_lines(chars) if args.interactive else [args.prompt]
-            printed = "".join(write_samples(model, chars, prompt, args) for prompt in prompts)
+            prompts = typed_lines(chars, digits) if args.interactive else [args.prompt]
+            write = write_samples if digits is None else answer_sum
+            printed = "".join(write(model, chars, prompt, args) for prompt in prompts)
     except (torch.OutOfMemoryError, MemoryError, RuntimeError) as e:
         if not out_of_memory(e):
             raise   # a bug: Python's own traceback
@@ -125,7 +130,8 @@ def parse_args(argv=None):
     add("--checkpoint", default="out/ckpt.pt", help="checkpoint to sample (default: out/ckpt.pt)")
     add("--prompt", default="\n", help="text to continue (default: a newline, as a fresh text starts)")
     add("--max-new-tokens", type=int, default=500, help="characters to write per sample (default: 500)")
-    add("--temperature", type=float, default=1.0, help="0: the likeliest; below 1: safer; above 1: wilder")
+    add("--temperature", type=float, help="0: the likeliest; below 1: safer; above 1: wilder (default: 1, "
+        "and 0 for an adder)")
     add("--top-k", type=int, help="sample only from the K likeliest next characters (default: all)")
     add("--top-p", type=float, help="sample only from the fewest likeliest characters that reach P")
     add("--num-samples", type=int, default=1, help="independent samples, computed as one batch (default: 1)")
@@ -138,7 +144,8 @@ def parse_args(argv=None):
         "prompt as a PNG image: a row per layer, a column per head")
     args = parser.parse_args(argv)
     for flag, ok, wanted in [("--max-new-tokens", args.max_new_tokens >= 1, "1 or more"),
-                             ("--temperature", 0 <= args.temperature < float("inf"), "a number, 0 or more"),
+                             ("--temperature", 0 <= (args.temperature or 0) < float("inf"),
+                              "a number, 0 or more"),
                              ("--top-k", args.top_k is None or args.top_k >= 1, "1 or more"),
                              ("--top-p", args.top_p is None or 0 < args.top_p <= 1, "above 0, at most 1"),
                              ("--num-samples", args.num_samples >= 1, "1 or more"),
@@ -161,13 +168,14 @@ def out_of_memory(error):   # CUDA's own error, or a RuntimeError of the CPU's o
 
 
 def load_model(path, device):
-    """A checkpoint of train.py -> (model in eval mode, vocabulary); weights_only: no code can run."""
+    """A checkpoint of train.py -> (model in eval mode, vocabulary, digits per number for an adder of
+    --task addition, else None); weights_only: no code can run."""
     try:
         checkpoint = torch.load(path, map_location=device, weights_only=True)
         sizes = dict(checkpoint["model_args"])
         model = BigramLanguageModel(**sizes) if sizes.pop("model") == "bigram" else GPT(GPTConfig(**sizes))
         model.load_state_dict(checkpoint["model"])   # weights that do not fit the sizes: a RuntimeError
-        return model.to(device).eval(), checkpoint["vocab"]
+        return model.to(device).eval(), checkpoint["vocab"], checkpoint.get("data", {}).get("digits")
     except FileNotFoundError:
         fail(f"no checkpoint at {path}; train one first: python train.py")
     except (pickle.UnpicklingError, RuntimeError, EOFError, IsADirectoryError, KeyError, TypeError) as e:
@@ -175,8 +183,9 @@ def load_model(path, device):
              if "GLOBAL" in str(e) else f"{path} is not a readable checkpoint of train.py ({str(e)[:100]!r})")
 
 
-def typed_lines(chars):
-    """Each line typed at the prompt, until an empty line or Ctrl-D; unknown characters: asked again."""
+def typed_lines(chars, digits=None):
+    """Each line typed at the prompt, until an empty line or Ctrl-D; unknown characters (or for an adder,
+    not a sum): asked again."""
     while True:
         print("> ", end="", file=sys.stderr, flush=True)   # --help says: an empty line or Ctrl-D ends
         line = sys.stdin.readline().rstrip("\n")   # "" at an empty line and at the end of input (Ctrl-D)
@@ -185,6 +194,9 @@ def typed_lines(chars):
         unseen = sorted(set(line) - set(chars))
         if unseen:
             print(f"this model never saw {unseen}; try again without them", file=sys.stderr)
+        elif digits and as_problem(line, digits) is None:
+            print(f"this model adds: type a sum of numbers of up to {digits} digits, as 12+34=",
+                  file=sys.stderr)
         else:
             yield line
 
@@ -200,6 +212,29 @@ def write_samples(model, chars, prompt, args):
         print(texts[0][-1], end="", flush=True)
     print("\n" + "".join(text + "\n" for text in texts[1:]), end="", flush=True)   # then samples 2, 3, ...
     return "".join(text + "\n" for text in texts)
+
+
+def as_problem(line, digits):
+    """A sum typed the usual way, "54+9=" -> as the adder reads it, "450+900=" (digits 3: each number
+    zero-padded and its least significant digit first, train.py's layout); None if it is not such a sum."""
+    numbers = line.removesuffix("=").split("+")
+    if len(numbers) != 2 or not all(n.isdigit() and n.isascii() and len(n) <= digits for n in numbers):
+        return None
+    return "+".join(n.zfill(digits)[::-1] for n in numbers) + "="
+
+
+def answer_sum(model, chars, line, args):
+    """An adder's answer to a sum typed the usual way: it writes digits + 1 characters after the problem
+    in its layout; printed the usual way round, with what the model wrote beside it -> the printed line."""
+    digits = (model.block_size - 2) // 3
+    problem = as_problem(line, digits)
+    idx = torch.tensor([[chars.index(c) for c in problem]], device=next(model.parameters()).device)   # (1, T)
+    answer = sample(model, idx, digits + 1, args.temperature, args.top_k, args.top_p)   # (1,) per step
+    written = "".join(chars[i.item()] for i in answer)                     # the sum, units first
+    usual = written[::-1].lstrip("0") or "0"
+    text = f"{line.removesuffix('=')}={usual}   (the model wrote {problem}{written})\n"
+    print(text, end="", flush=True)
+    return text
 
 
 def write_whole(path, data, flag):

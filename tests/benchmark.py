@@ -8,7 +8,7 @@ nothing else running:
     python tests/benchmark.py quality -- --no-rope  # python train.py [flags] as a user would: val loss, time
     python tests/benchmark.py generate              # sampling out/ckpt.pt with and without the KV cache
     python tests/benchmark.py prepare               # prepare.py on a 1 GB text: MB/s, peak memory
-    python tests/benchmark.py addition              # which digit a GPT learns first; reversed vs usual order
+    python tests/benchmark.py addition              # which digit a GPT learns first; each idea taken out
 
 Timings on shared machines vary from run to run, so speed and generate repeat their work, let the
 variants they compare take turns, and report medians.
@@ -26,9 +26,10 @@ the first block_size characters, where the cache works (median of --window-round
 --tokens characters; the time to the first character.
 prepare: prepare.py as its own process on tiny Shakespeare repeated to --size-mb MB, the text
 written just before so that it sits in the page cache: time, MB/s, peak memory.
-addition: train.py's addition recipe in float32 for --steps steps, the sum written least significant
-digit first (as train.py writes it) and then the usual way round, from the same seed; every --every
-steps, each answer digit's held-out accuracy and the exact match (what greedy sampling writes).
+addition: train.py's addition recipe in float32 for --steps steps: as train.py lays the problems out
+(every number least significant digit first) with RoPE; then with a and b the usual way round; then
+with the position table instead of RoPE; each from the same seed. Every --every steps: each answer
+digit's held-out accuracy and the exact match (what greedy sampling writes).
 """
 
 import argparse
@@ -152,7 +153,7 @@ def whole_val_loss(checkpoint, data_dir):
     import torch
     sys.path.insert(0, str(ROOT))
     import generate
-    model, _ = generate.load_model(checkpoint, torch.device("cpu"))
+    model, *_ = generate.load_model(checkpoint, torch.device("cpu"))
     with open(os.path.join(data_dir, "vocab.json")) as f:
         dtype = json.load(f)["dtype"]
     val = torch.from_numpy(np.fromfile(os.path.join(data_dir, "val.bin"), dtype=dtype).astype(np.int64))
@@ -205,7 +206,8 @@ def quality(args):
 
 
 def addition(args):
-    """Train the addition recipe in both orders; print each digit's held-out accuracy as it learns."""
+    """Train the addition recipe as train.py does, then with either idea taken out (the operands written
+    the usual way round, or the position table instead of RoPE); print each digit's held-out accuracy."""
     import torch
     sys.path.insert(0, str(ROOT))
     import train
@@ -213,15 +215,18 @@ def addition(args):
     recipe, D = train.RECIPES["addition"], args.digits
     held_out = train.addition_problems(min(10_000, 10 ** (2 * D) // 10), D, torch.Generator().manual_seed(0))
     held_out = held_out.unique(dim=0)   # as train.py holds them out
-    print("| order | step | seconds | " + " | ".join(f"digit {10 ** i:,}" for i in range(D + 1)) + " | exact |")
+    print("| variant | step | seconds | " + " | ".join(f"digit {10 ** i:,}" for i in range(D + 1)) + " | exact |")
     print("|---" * (D + 5) + "|")
-    for order in ("reversed", "normal"):
-        def arrange(problems):   # train.py's problems have the sum reversed; "normal" turns it round
-            answer = problems[:, 2 * D + 2:]
-            return torch.cat([problems[:, :2 * D + 2], answer.flip(1) if order == "normal" else answer], dim=1)
-        torch.manual_seed(1337)
+    for variant, usual_order, rope in [("train.py's", False, True), ("operands usual way", True, True),
+                                       ("position table", False, False)]:
+        def arrange(problems):   # train.py's problems; or with a and b most significant digit first
+            if not usual_order:
+                return problems
+            a, b = problems[:, :D].flip(1), problems[:, D + 1:2 * D + 1].flip(1)
+            return torch.cat([a, problems[:, D:D + 1], b, problems[:, 2 * D + 1:]], dim=1)
+        torch.manual_seed(args.seed)
         model = GPT(GPTConfig(12, 3 * D + 2, recipe["n_layer"], recipe["n_head"], recipe["n_embd"],
-                              recipe["dropout"], fused_attention=False))
+                              recipe["dropout"], rope=rope, fused_attention=False))
         [optimizer] = train.configure_optimizers(model, "adamw", recipe["learning_rate"], recipe["weight_decay"])
         x_val, y_val = train.addition_batch(arrange(held_out), D, "cpu")
         held_out_set = set(map(tuple, arrange(held_out).tolist()))
@@ -231,9 +236,8 @@ def addition(args):
                 model.eval()
                 with torch.no_grad():
                     logits, _ = model(x_val)
-                right = logits.argmax(-1)[:, 2 * D + 1:] == y_val[:, 2 * D + 1:]   # (N, D + 1), as written
-                right = right.flip(1) if order == "normal" else right             # units first
-                print(f"| {order} | {step} | {time.perf_counter() - start:.0f} | "
+                right = logits.argmax(-1)[:, 2 * D + 1:] == y_val[:, 2 * D + 1:]   # (N, D + 1), units first
+                print(f"| {variant} | {step} | {time.perf_counter() - start:.0f} | "
                       + " | ".join(f"{a:.1%}" for a in right.float().mean(0).tolist())
                       + f" | {right.all(1).float().mean().item():.2%} |", flush=True)
                 model.train()
@@ -288,7 +292,7 @@ def generation(args):
     sys.path.insert(0, str(ROOT))
     import torch
     import generate
-    model, _ = generate.load_model(args.checkpoint, torch.device("cpu"))   # as generate.py loads it
+    model, *_ = generate.load_model(args.checkpoint, torch.device("cpu"))   # as generate.py loads it
     block_size = model.config.block_size
     print(f"{args.checkpoint}: {model.config}, {torch.get_num_threads()} threads, float32, batch 1")
 
@@ -358,10 +362,11 @@ if __name__ == "__main__":
     r.add_argument("--size-mb", type=float, default=1000, help="size of the text to build (default: 1000)")
     r.add_argument("--text", default=str(ROOT.parent / "shared" / "data" / "tinyshakespeare" / "input.txt"),
                    help="text to repeat up to --size-mb (default: tiny Shakespeare in ../shared)")
-    a = sub.add_parser("addition", help="which digit is learned first; the sum reversed against the usual order")
+    a = sub.add_parser("addition", help="which digit is learned first; train.py's layout, with each idea out")
     a.add_argument("--digits", type=int, default=3, help="digits per number (default: 3)")
     a.add_argument("--steps", type=int, default=2000, help="training steps per order (default: 2000)")
     a.add_argument("--every", type=int, default=100, help="evaluate every this many steps (default: 100)")
+    a.add_argument("--seed", type=int, default=1337, help="the first weights and batches (default: 1337)")
     s = sub.add_parser("_steps")  # one timed process of `speed`
     s.add_argument("--impl", choices=["plain", "ours", "nn-dropout"])
     s.add_argument("--config", choices=CONFIGS)

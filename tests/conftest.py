@@ -157,11 +157,11 @@ def prepare_text(folder, name, text, vocab=None):
 
 @pytest.fixture(scope="session")
 def adder(tmp_path_factory):
-    """A GPT trained on two-digit sums for 700 steps (about 20 s on 2 CPU cores) -> its folder."""
+    """A GPT of the addition recipe trained on two-digit sums for 700 steps -> its folder. (2 x 64 at 3e-3
+    learned them in some seeds only; the recipe's 2 x 128 at 1e-3 in seeds 1, 2 and 1337.)"""
     folder = tmp_path_factory.mktemp("adder")
-    train_here(folder, "--task", "addition", "--digits", "2", "--n-layer", "2", "--n-embd", "64",
-               "--batch-size", "64", "--max-iters", "700", "--eval-interval", "350", "--eval-iters", "2",
-               "--learning-rate", "3e-3", "--min-lr", "3e-4", "--device", "cpu", "--dtype", "float32")
+    train_here(folder, "--task", "addition", "--digits", "2", "--max-iters", "700", "--eval-interval", "350",
+               "--eval-iters", "2", "--device", "cpu", "--dtype", "float32")
     return folder
 
 

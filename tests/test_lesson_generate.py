@@ -20,7 +20,7 @@ def test_the_sampling_loop_is_the_models_own_generate(bigram_checkpoint, gpt_che
                                                       changed_gpt_checkpoint):
     # The GPT's block_size is 16: 60 new characters run well past the point where the window slides.
     for checkpoint in (bigram_checkpoint, gpt_checkpoint, changed_gpt_checkpoint):
-        model, _ = load(checkpoint)
+        model, *_ = load(checkpoint)
         idx = torch.zeros((3, 4), dtype=torch.long)
         torch.manual_seed(7)
         lecture = model.generate(idx, 60)[:, 4:]
@@ -41,7 +41,7 @@ def test_the_same_seed_writes_the_same_text_and_another_seed_does_not(bigram_che
 
 
 def test_temperature_zero_and_top_k_of_one_are_greedy(gpt_checkpoint):
-    model, _ = load(gpt_checkpoint)
+    model, *_ = load(gpt_checkpoint)
     idx = torch.zeros((1, 1), dtype=torch.long)
     torch.manual_seed(1)
     first = collect(model, idx, 30, temperature=0)
@@ -78,7 +78,7 @@ def test_samples_are_one_batch_printed_one_after_another_and_out_gets_the_same(g
 
 @pytest.mark.parametrize("checkpoint", ["gpt_checkpoint", "changed_gpt_checkpoint"])
 def test_the_kv_cache_gives_the_full_contexts_logits(checkpoint, request):
-    model, chars = load(request.getfixturevalue(checkpoint))
+    model, chars, _ = load(request.getfixturevalue(checkpoint))
     idx = torch.randint(len(chars), (2, 16))                                     # (B, block_size)
     full, _ = model(idx)                                                         # (B, 16, vocab_size)
     cache = KVCache(model.config)
@@ -90,7 +90,7 @@ def test_the_kv_cache_gives_the_full_contexts_logits(checkpoint, request):
 
 @pytest.mark.parametrize("checkpoint", ["gpt_checkpoint", "changed_gpt_checkpoint"])
 def test_with_the_kv_cache_each_step_runs_only_the_new_character_until_the_window_slides(checkpoint, request):
-    model, chars = load(request.getfixturevalue(checkpoint))
+    model, chars, _ = load(request.getfixturevalue(checkpoint))
     forward = generate.with_kv_cache(model)
     idx = torch.randint(len(chars), (2, 24))
     for T in range(5, 25):   # as in sample(): a prompt of 5, one more each step, then the last 16 slide

@@ -82,7 +82,7 @@ def test_the_gpt_learns_and_its_checkpoint_holds_plain_values_only(prepared):
     checkpoint = saved(prepared / "out" / "ckpt.pt")   # weights_only: tensors, numbers, strings, dicts
     assert checkpoint["model_args"] == {
         "model": "gpt", "vocab_size": len(checkpoint["vocab"]), "block_size": 16, "n_layer": 1, "n_head": 2,
-        "n_embd": 32, "dropout": 0.1, "rope": True, "tie_weights": False, "activation": "relu",
+        "n_embd": 32, "dropout": 0.0, "rope": True, "tie_weights": False, "activation": "relu",
         "qk_norm": False}
     assert checkpoint["best_val_loss"] == best
 
