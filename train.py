@@ -242,8 +242,8 @@ def optimizer_step(model, optimizers, scaler, lr, grad_clip):
 
 # Exercise 2 of the lecture: a GPT that adds. Each example is one problem, "a+b=" and then the sum, every
 # number written the way we add by hand, its least significant digit first: 54 + 9 = 63 is "450+900=3600"
-# with 3 digits. The sum's digit i then depends only on a's and b's digit i and the carry from the digits
-# before it, all already written. And digit i always stands the same distance from a's digit i and b's,
+# with 3 digits. The sum's digit i then depends only on a's and b's digit i and the carry, which the
+# digits already written decide. And digit i always stands the same distance from a's digit i and b's,
 # whatever i: attention that knows only relative positions (RoPE, which the recipe takes for long sums)
 # learns one pattern that finds them for every digit. No data files: a batch is drawn at random, and a
 # fixed set of problems is held out, never trained on, to test with.
@@ -757,7 +757,7 @@ RECIPES = {
     "cpu": dict(rope=True, max_iters=1100, eval_iters=20, warmup_iters=100, weight_decay=0.1, grad_clip=1.0,
                 optimizer="muon", time_budget=9.5, attention="explicit"),
     # --task addition: a small GPT; its block_size is 3 * digits + 2, a problem less its last character.
-    # For longer sums, LONG_SUMS below changes it.
+    # For sums of more than 4 digits, LONG_SUMS below changes it.
     "addition": dict(n_layer=2, n_head=4, n_embd=128, dropout=0.0, rope=False, batch_size=64, max_iters=2000,
                      eval_interval=250, eval_iters=10, learning_rate=1e-3, min_lr=1e-4, warmup_iters=100,
                      weight_decay=0.1, grad_clip=1.0, optimizer="adamw", time_budget=None),

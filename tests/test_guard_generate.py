@@ -26,9 +26,11 @@ def test_interactive_continues_each_line_and_asks_again_after_unknown_characters
 def test_out_keeps_the_old_file_until_the_new_samples_are_complete(gpt_checkpoint, tmp_path):
     out = tmp_path / "samples.txt"
     out.write_text("my earlier samples\n")
+    def as_at_a_terminal():   # a suite started in the background (`&`) would pass Ctrl-C on as ignored
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
     process = subprocess.Popen([sys.executable, "-X", "faulthandler", str(ROOT / "generate.py"),
                                 "--checkpoint", str(gpt_checkpoint), "--max-new-tokens", "10000000",
-                                "--out", str(out)],
+                                "--out", str(out)], preexec_fn=as_at_a_terminal,
                                cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     process.stdout.read(20)   # it is sampling
     process.send_signal(signal.SIGINT)
