@@ -5,6 +5,7 @@ Step 6 of the lesson: let a trained model write.
     python generate.py --prompt "ROMEO:" --seed 7   # continue a prompt, repeatably
     python generate.py --interactive --top-p 0.9    # type a line, the model continues it
     python generate.py --prompt "ROMEO:" --show-attention   # where each character looks, per head
+    python generate.py --checkpoint out-addition/ckpt.pt --prompt 54+9=   # an adder (--task addition)
 
 A language model gives, for a context, a probability for every possible next character. To write,
 we sample one character from that distribution, append it to the context, and ask again. The
@@ -226,7 +227,7 @@ def as_problem(line, digits):
 def answer_sum(model, chars, line, args):
     """An adder's answer to a sum typed the usual way: it writes digits + 1 characters after the problem
     in its layout; printed the usual way round, with what the model wrote beside it -> the printed line."""
-    digits = (model.block_size - 2) // 3
+    digits = (model.block_size - 2) // 3   # train.py's block_size for sums: 3 * digits + 2
     problem = as_problem(line, digits)
     idx = torch.tensor([[chars.index(c) for c in problem]], device=next(model.parameters()).device)   # (1, T)
     answer = sample(model, idx, digits + 1, args.temperature, args.top_k, args.top_p)   # (1,) per step

@@ -707,8 +707,10 @@ SETTINGS = {
     "preset": (["lecture", "cpu", "addition"], "the GPT's recipe: the lecture's, 9.5 min on a CPU (its model "
                "and batch fitted to the machine's speed: CPU_FITS), or a small adder (default: addition for "
                "--task addition, lecture on CUDA, else cpu)", None),
-    "task": (["text", "addition"], "learn the prepared text, or to add: a+b= with the sum reversed", "text"),
-    "digits": (number(int, below=100), "with --task addition: digits per number", 3),
+    "task": (["text", "addition"], "learn the prepared text, or to add: a+b= and the sum, each number units "
+             "first (54+9 in 3 digits: 450+900=3600)", "text"),
+    "digits": (number(int, below=100), "with --task addition: digits per number (above 4, LONG_SUMS changes "
+               "the recipe)", 3),
     "batch_size": (number(int), "independent sequences per step (B)", None),
     "block_size": (number(int), "context length in characters (T)", None),
     "n_layer": (number(int), "Transformer blocks", None),
