@@ -169,10 +169,9 @@ def out_of_memory(error):   # CUDA's own error, or a RuntimeError of the CPU's o
 
 
 def load_model(path, device):
-    """A checkpoint of train.py -> (model in eval mode, vocabulary, digits per number for an adder of
-    --task addition, else None); weights_only: no code can run."""
+    """train.py's checkpoint -> (the model in eval mode, its vocabulary, digits per number if it adds)."""
     try:
-        checkpoint = torch.load(path, map_location=device, weights_only=True)
+        checkpoint = torch.load(path, map_location=device, weights_only=True)   # tensors only: no code runs
         sizes = dict(checkpoint["model_args"])
         model = BigramLanguageModel(**sizes) if sizes.pop("model") == "bigram" else GPT(GPTConfig(**sizes))
         model.load_state_dict(checkpoint["model"])   # weights that do not fit the sizes: a RuntimeError
@@ -180,15 +179,15 @@ def load_model(path, device):
     except FileNotFoundError:
         fail(f"no checkpoint at {path}; train one first: python train.py")
     except (pickle.UnpicklingError, RuntimeError, EOFError, IsADirectoryError, KeyError, TypeError) as e:
-        fail(f"refusing to load {path}: it holds Python objects that could run code, not just weights"
-             if "GLOBAL" in str(e) else f"{path} is not a readable checkpoint of train.py ({str(e)[:100]!r})")
+        if "GLOBAL" in str(e):   # weights_only refused to rebuild a Python object
+            fail(f"refusing to load {path}: it holds Python objects that could run code, not just weights")
+        fail(f"{path} is not a readable checkpoint of train.py ({str(e)[:100]!r})")
 
 
 def typed_lines(chars, digits=None):
-    """Each line typed at the prompt, until an empty line or Ctrl-D; unknown characters (or for an adder,
-    not a sum): asked again."""
+    """Each line typed, until an empty line or Ctrl-D; one this model cannot read is asked again."""
     while True:
-        print("> ", end="", file=sys.stderr, flush=True)   # --help says: an empty line or Ctrl-D ends
+        print("> ", end="", file=sys.stderr, flush=True)
         line = sys.stdin.readline().rstrip("\n")   # "" at an empty line and at the end of input (Ctrl-D)
         if not line:
             return

@@ -1,11 +1,6 @@
-"""
-Step 1 of the lesson: turn a text into numbers a model can learn from.
-
-A character-level model reads one character at a time, so the tokenizer is the sorted list of the
-text's distinct characters: character i has id i (the lecture's stoi; itos turns ids back). This script
-encodes the text into ids and splits it: the first 90% to train on, the last 10% held out to tell
-learning from memorising. It writes data/train.bin, data/val.bin (one byte per id; two beyond 256
-characters) and data/vocab.json.
+"""Step 1 of the lesson: turn a text into numbers a model can learn from. Each distinct character gets an id;
+the text's ids go to data/train.bin (the first 90%) and data/val.bin (the last 10%), one byte per id (two
+beyond 256 characters), and the characters, in the order of their ids, to data/vocab.json.
 
     python prepare.py                      # tiny Shakespeare, downloaded to data/input.txt
     python prepare.py --input my_text.txt  # any UTF-8 text (or a pipe: --input /dev/stdin)
@@ -19,7 +14,6 @@ import hashlib
 import json
 import os
 import signal
-import sys
 import urllib.request
 
 import numpy as np
@@ -63,11 +57,9 @@ def code_points(text):   # the characters' numbers (N,): one byte each when all 
 
 
 def prepare(input_path, data_dir, val_fraction, chunk_bytes=1 << 22, vocab=None):
-    """Encode the text and split it into data_dir, a chunk at a time (flat memory for any size) -> the
-    info in vocab.json. vocab: characters to use instead of the text's own, which must be among them."""
+    """Encode and split the text into data_dir, a chunk at a time (flat memory) -> vocab.json's info."""
     with all_or_nothing(data_dir) as tmp:   # below the divider: data_dir changes only once all is whole
-        copy = tmp["input.copy"]   # a pipe cannot be read twice: its text, copied (below the divider)
-        path = input_path if os.path.isfile(input_path) else copy_of(input_path, copy, chunk_bytes)
+        path = input_path if os.path.isfile(input_path) else copy_of(input_path, tmp, chunk_bytes)   # a pipe
         chars, n, sha256 = "", 0, hashlib.sha256()
         for raw, text in read_chunks(path, chunk_bytes):               # pass 1: the vocabulary and length
             chars, n = build_vocab(distinct_chars(text), chars), n + len(text)
@@ -75,7 +67,7 @@ def prepare(input_path, data_dir, val_fraction, chunk_bytes=1 << 22, vocab=None)
         unknown = sorted(set(chars) - set(vocab or chars))
         if unknown:
             fail(f"{input_path} has characters the vocabulary lacks: {''.join(unknown)!r}; remove them")
-        chars = vocab or chars
+        chars = vocab or chars   # vocab: another text's characters (a pretrained model's), to use its ids
         # The split, as the lecture's data[:n] and data[n:]: the first 90% to train on, the last 10% held
         # out. A model that memorised the training text does no better on the rest: learning shows there.
         n_train = int(n * (1 - val_fraction))
@@ -86,13 +78,12 @@ def prepare(input_path, data_dir, val_fraction, chunk_bytes=1 << 22, vocab=None)
             fail(f"{input_path} has {len(chars):,} distinct characters; at most 65,536 are supported")
         dtype = np.uint8 if len(chars) <= 2**8 else np.uint16
         with open(tmp["train.bin"], "wb") as train_file, open(tmp["val.bin"], "wb") as val_file:
-            start = 0   # the position in the text of the chunk's first character
+            to_train = n_train   # of the ids still to come, how many go to train.bin
             for raw, text in read_chunks(path, chunk_bytes):           # pass 2: the ids, split
                 ids = encode_array(text, chars).astype(dtype)           # (chunk,)
-                cut = max(0, n_train - start)                           # n_train, counted in this chunk
-                train_file.write(ids[:cut].tobytes())
-                val_file.write(ids[cut:].tobytes())
-                start += len(ids)
+                train_file.write(ids[:to_train].tobytes())
+                val_file.write(ids[to_train:].tobytes())
+                to_train = max(0, to_train - len(ids))
         info = {"vocab_size": len(chars), "dtype": np.dtype(dtype).name, "train_tokens": n_train,
                 "val_tokens": n - n_train, "sha256": sha256.hexdigest(), "chars": list(chars)}
         with open(tmp["vocab.json"], "w", encoding="utf-8") as f:
@@ -103,11 +94,9 @@ def prepare(input_path, data_dir, val_fraction, chunk_bytes=1 << 22, vocab=None)
 # ----- The lesson ends here. Below: the files written whole, the text read in chunks, the command line ----
 
 @contextlib.contextmanager
-def all_or_nothing(data_dir):
-    """Yield {name: a temporary file in data_dir} for train.bin, val.bin, vocab.json and a pipe's copy.
-    After the block the three replace the old ones together; after a failure the old ones stay."""
-    names = ("train.bin", "val.bin", "vocab.json")
-    tmp = {name: os.path.join(data_dir, name + ".tmp") for name in names + ("input.copy",)}
+def all_or_nothing(data_dir, names=("train.bin", "val.bin", "vocab.json")):
+    """Yield {name: a temporary file in data_dir}; after the block, names' files are replaced all at once."""
+    tmp = {name: os.path.join(data_dir, name + ".tmp") for name in (*names, "input.copy")}
     mask_signals = getattr(signal, "pthread_sigmask", lambda how, signals: None)   # POSIX; elsewhere a no-op
     try:
         os.makedirs(data_dir, exist_ok=True)
@@ -115,32 +104,30 @@ def all_or_nothing(data_dir):
         for name in names:   # flushed to the disk before the renames: a power cut keeps old or new
             with open(tmp[name], "rb+") as f:
                 os.fsync(f.fileno())
-        # The three renames: a Ctrl-C waits until all are done (and train.py refuses a torn set).
+        # The renames: a Ctrl-C waits until all are done (and train.py refuses a torn set).
         mask_signals(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
         for name in names:
             os.replace(tmp[name], os.path.join(data_dir, name))
     except OSError as e:
         fail(f"cannot write to {data_dir}/ ({e.strerror}); its earlier files are unchanged")
     finally:
-        for path in tmp.values():   # after a failure, or the copy: no temporary file left
+        for path in tmp.values():   # after a failure, or a pipe's copy: no temporary file left
             if os.path.exists(path):
                 os.remove(path)
         mask_signals(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})   # a Ctrl-C that waited: now
 
 
-def copy_of(input_path, copy, chunk_bytes):   # -> copy, holding input_path's bytes
-    with open(copy, "wb") as f:
-        for raw, _ in read_chunks(input_path, chunk_bytes):   # which refuses a folder
-            f.write(raw)
-    return copy
+def copy_of(input_path, tmp, chunk_bytes):   # a pipe can be read only once: -> a copy of it, to read twice
+    with open(tmp["input.copy"], "wb") as f:
+        f.writelines(raw for raw, _ in read_chunks(input_path, chunk_bytes))   # which refuses a folder
+    return tmp["input.copy"]
 
 
 def read_chunks(path, chunk_bytes):
-    """Yield path's bytes in pieces, each with its UTF-8 text (a character split between two reads is
-    carried over), so hashing the bytes hashes the text. A failed read ends the script, naming path."""
+    """Yield path's bytes a piece at a time, each with its UTF-8 text; a failed read ends the script."""
     if os.path.isdir(path) or not os.path.exists(path):
         fail(f"{path} is not a file; give a text file" if os.path.exists(path) else f"no such file: {path}")
-    decoder = codecs.getincrementaldecoder("utf-8")()
+    decoder = codecs.getincrementaldecoder("utf-8")()   # a character cut between pieces waits for the next
     try:
         with open(path, "rb") as f:
             while raw := f.read(chunk_bytes):
@@ -155,21 +142,19 @@ def read_chunks(path, chunk_bytes):
         fail(f"cannot read {path} ({e.strerror}); nothing was written")
 
 
-def download_shakespeare(path, url=SHAKESPEARE_URL):
-    """Download tiny Shakespeare to path, after checking its sha256: a wrong file never lands."""
+def download_shakespeare(data_dir, url=SHAKESPEARE_URL):
+    """Download tiny Shakespeare to data_dir/input.txt: only if its sha256 is the known one, and whole."""
     print(f"downloading tiny Shakespeare from {url}")
     try:
         with urllib.request.urlopen(url, timeout=30) as response:
             raw = response.read()
     except (OSError, ValueError) as e:   # no network (URLError is an OSError), or a malformed URL
         fail(f"could not download the text ({getattr(e, 'reason', e)}); without internet, copy tiny "
-             f"Shakespeare to {path} or pass --input PATH to your own text")
+             f"Shakespeare to {data_dir}/input.txt or pass --input PATH to your own text")
     if hashlib.sha256(raw).hexdigest() != SHAKESPEARE_SHA256:
         fail(f"the download from {url} is not tiny Shakespeare (its sha256 differs)")
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    with open(path + ".tmp", "wb") as f:   # then renamed: never half a file where the text should be
+    with all_or_nothing(data_dir, ["input.txt"]) as tmp, open(tmp["input.txt"], "wb") as f:
         f.write(raw)
-    os.replace(path + ".tmp", path)
 
 
 def fail(message):   # a mistake the user can fix: one line, exit status 1, no traceback
@@ -188,7 +173,7 @@ def main(argv=None):
     if not 0 < args.val_fraction < 1:
         fail(f"--val-fraction must be between 0 and 1, got {args.val_fraction}")
     vocab = None
-    if args.vocab:   # another text's characters and ids (a pretrained model's), not this text's own
+    if args.vocab:
         try:
             with open(args.vocab, encoding="utf-8") as f:
                 vocab = "".join(json.load(f)["chars"])
@@ -197,12 +182,10 @@ def main(argv=None):
     input_path = args.input or os.path.join(args.data_dir, "input.txt")
     try:
         if args.input is None and not os.path.exists(input_path):
-            download_shakespeare(input_path)
+            download_shakespeare(args.data_dir)
         info = prepare(input_path, args.data_dir, args.val_fraction, vocab=vocab)
     except KeyboardInterrupt:
-        sys.exit(f"prepare.py: interrupted; {args.data_dir}/ holds no half-written file")
-    except OSError as e:   # the download cannot be saved
-        fail(f"cannot write {input_path} ({e.strerror})")
+        raise SystemExit(f"prepare.py: interrupted; {args.data_dir}/ holds no half-written file")
     shown = "".join(c if c.isprintable() else repr(c)[1:-1] for c in info["chars"][:200])
     print(f"vocab_size: {info['vocab_size']} (ids stored as {info['dtype']}): {shown}")
     print(f"train: {info['train_tokens']:,} characters, val: {info['val_tokens']:,} characters")

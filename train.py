@@ -175,8 +175,8 @@ def train(args, saved=None, init=None):
                                    + " -> ckpt.pt" * improved)
                 if args.task == "text":   # what the model writes at this loss, the same draw every time
                     run.progress.write("sample: " + sample_text(model, data_info["chars"], device))
-                save_run(args, model, optimizers, scaler, data_info, iter_num, best_val_loss, run.seconds,
-                         losses, improved)
+                save_run(args, model, optimizers, scaler, data_info, iter_num, best_val_loss, run, losses,
+                         improved)
             if finished or run.interrupted():   # Ctrl-C or SIGTERM: save this step's state and stop
                 break
             # One step of gradient descent on one random batch, at the schedule's learning rate.
@@ -198,8 +198,7 @@ def train(args, saved=None, init=None):
 @torch.no_grad()
 def sample_text(model, chars, device, length=80):
     """The model's first `length` characters after a newline, drawn with a generator of their own: every
-    evaluation's line starts from the same seed, so they compare, and training's random numbers stay as
-    they would be without them (generate.py's sample() draws from the global stream instead)."""
+    evaluation's line starts from the same seed, so they compare; training's random stream is untouched."""
     model.eval()
     generator = torch.Generator().manual_seed(0)
     idx = torch.tensor([[chars.index("\n") if "\n" in chars else 0]], device=device)   # (1, 1)
@@ -450,8 +449,8 @@ def wrap_for_step(model, args, ranks, iter_num):
 def claim_out_dir(args, saved):
     """Lock --out-dir -> the lock (None where the system has no flock). A run there is only continued
     (--resume) or replaced (--overwrite)."""
-    ckpt, last, log = (os.path.join(args.out_dir, name) for name in ("ckpt.pt", "last.pt", "log.csv"))
-    if saved is None and not args.overwrite and any(map(os.path.exists, (ckpt, last, log))):
+    files = [os.path.join(args.out_dir, name) for name in ("ckpt.pt", "last.pt", "log.csv")]
+    if saved is None and not args.overwrite and any(map(os.path.exists, files)):
         fail(f"{args.out_dir}/ already holds a run; continue it with --resume, start over there with "
              f"--overwrite, or train in another --out-dir")
     lock = None
@@ -466,14 +465,9 @@ def claim_out_dir(args, saved):
         fail(f"another train.py is running in {args.out_dir}/; wait for it, or use another --out-dir")
     except OSError as e:
         fail(f"cannot write to --out-dir {args.out_dir}: {e.strerror}")
-    for path in [ckpt + ".tmp", last + ".tmp"] + ([ckpt, last] if saved is None else []):
+    for path in [f + ".tmp" for f in files] + (files if saved is None else []):
         if os.path.exists(path):   # left by a killed save; with --overwrite, the earlier run
             os.remove(path)
-    # A resumed log keeps the rows before last.pt's step (a run killed after it may have logged more).
-    rows = [row for row in read_log(log) if row[0] < saved["iter_num"]] if saved else []
-    with open(log + ".tmp", "w", newline="") as f:
-        csv.writer(f).writerows([["iter", "train_loss", "val_loss", "elapsed_s", "val_exact_match"]] + rows)
-    os.replace(log + ".tmp", log)
     return lock
 
 
@@ -490,33 +484,34 @@ def write_whole(path, data):
             os.remove(path + ".tmp")
 
 
-def save_run(args, model, optimizers, scaler, data_info, iter_num, best_val_loss, seconds, losses=None,
+def save_run(args, model, optimizers, scaler, data_info, iter_num, best_val_loss, run, losses=None,
              improved=False):
-    """log.csv, last.pt and, if val improved, ckpt.pt; last.pt first, so ckpt.pt never gets worse weights."""
+    """Log the evaluation (losses); write log.csv, last.pt and, if val improved, ckpt.pt: last.pt first, so
+    ckpt.pt never gets worse weights."""
+    if losses is not None:
+        exact = round(losses["val_exact"], 6) if args.task == "addition" else ""
+        run.log.append([iter_num, round(losses["train"], 4), round(losses["val"], 4), round(run.seconds, 2),
+                        exact])
     chars = "".join(data_info["chars"])
     checkpoint = {"model": model.state_dict(), "model_args": model_args(args, chars), "vocab": chars, "data":
                   data_info, "iter_num": iter_num, "best_val_loss": best_val_loss, "config": vars(args)}
     last = {**checkpoint, "optimizers": [o.state_dict() for o in optimizers], "scaler": scaler.state_dict(),
-            "elapsed_s": seconds, "rng_state": torch.get_rng_state(),
+            "elapsed_s": run.seconds, "log": run.log, "rng_state": torch.get_rng_state(),
             "cuda_rng_state": torch.cuda.get_rng_state() if torch.cuda.is_available() else None}
-    saves = [(os.path.join(args.out_dir, "last.pt"), last)]
-    saves += [(os.path.join(args.out_dir, "ckpt.pt"), checkpoint)] if improved else []
+    rows = io.StringIO()
+    csv.writer(rows).writerows([["iter", "train_loss", "val_loss", "elapsed_s", "val_exact_match"]] + run.log)
     try:
-        if losses is not None:
-            with open(os.path.join(args.out_dir, "log.csv"), "a", newline="") as f:
-                exact = round(losses["val_exact"], 6) if args.task == "addition" else ""
-                csv.writer(f).writerow([iter_num, round(losses["train"], 4), round(losses["val"], 4),
-                                        round(seconds, 2), exact])
-        for path, contents in saves:
+        write_whole(os.path.join(args.out_dir, "log.csv"), rows.getvalue().encode())
+        for name, contents in [("last.pt", last)] + [("ckpt.pt", checkpoint)] * improved:
             serialised = io.BytesIO()   # in memory first: torch.save to a file hides a full disk's cause
             torch.save(contents, serialised)
-            write_whole(path, serialised.getbuffer())
+            write_whole(os.path.join(args.out_dir, name), serialised.getbuffer())
     except OSError as e:
-        held = "the last whole checkpoints" if os.path.exists(saves[0][0]) else "nothing"
+        held = "the last whole checkpoints" if os.path.exists(f"{args.out_dir}/last.pt") else "nothing"
         fail(f"cannot write to {args.out_dir}/ ({e.strerror}); it holds {held}")
 
 
-def read_run(path, keys=("optimizers", "scaler", "rng_state", "cuda_rng_state", "elapsed_s", "data")):
+def read_run(path, keys=("optimizers", "scaler", "rng_state", "cuda_rng_state", "elapsed_s", "data", "log")):
     """last.pt (with keys=(), any train.py checkpoint) -> its contents, read weights_only: no code runs."""
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
@@ -567,12 +562,12 @@ def finish(args, model, optimizers, scaler, data_info, iter_num, best_val_loss, 
     best = f"best val loss {best_val_loss:.4f}: {out}/ckpt.pt, the weights generate.py samples"
     if run.signal and run.share < 1:   # a signal in the last step leaves the run whole
         if iter_num % args.eval_interval:   # else this step's evaluation saved it
-            save_run(args, model, optimizers, scaler, data_info, iter_num, best_val_loss, run.seconds)
+            save_run(args, model, optimizers, scaler, data_info, iter_num, best_val_loss, run)
         command = "python train.py --resume" + (f" --out-dir {out}" if out != "out" else "")
         print(f"interrupted at step {iter_num} ({signal.Signals(run.signal).name}); saved {out}/last.pt; "
               f"continue with: {command}\n{best}")
         raise SystemExit(128 + run.signal)   # the status a shell gives a command a signal stopped
-    print(plot_log(os.path.join(out, "log.csv")))
+    print(plot_log(run.log))
     print(f"{best}\nlast step {iter_num}: {out}/last.pt, the state --resume continues from; "
           f"{run.seconds:.1f} s")
 
@@ -589,6 +584,7 @@ class RunControl:
         self.start = time.monotonic() - elapsed   # the clock counts the runs this one resumes
         self.signal, self.seconds, self.share, self.bad_losses = 0, elapsed, 0.0, 0
         self.lock = claim_out_dir(args, saved) if ranks.master else None
+        self.log = [row for row in saved["log"] if row[0] < iter_num] if saved else []   # log.csv's rows
         self.progress = progress_bar(args, iter_num, ranks)
         self.previous = {s: signal.signal(s, self.request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
 
@@ -659,20 +655,8 @@ def progress_bar(args, iter_num, ranks):
                 unit="it", dynamic_ncols=True, disable=None if ranks.master else True)
 
 
-def read_log(log_path):
-    """log.csv -> [(iter, train_loss, val_loss, elapsed_s, exact_match), ...], less rows a kill cut short."""
-    rows = []
-    if os.path.exists(log_path):
-        with open(log_path, newline="") as f:
-            for line in csv.reader(f):
-                with contextlib.suppress(ValueError, IndexError):
-                    rows.append((int(line[0]), float(line[1]), float(line[2]), float(line[3]), *line[4:5]))
-    return rows
-
-
-def plot_log(log_path, width=60):
-    """log.csv -> a line per evaluation, train (.) and val (o) on one scale; o parting right: overfitting."""
-    rows = read_log(log_path)
+def plot_log(rows, width=60):
+    """log.csv's rows -> a line per evaluation, train (.) and val (o) on one scale; o parting: overfitting."""
     scale = rows[1:] if len(rows) > 2 else rows   # the first loss, ~ln(vocab_size), would squash the rest
     low, high = min(min(r[1:3]) for r in scale), max(max(r[1:3]) for r in scale)
     lines = [f"{'step':>8}  {'train':>7}  {'val':>7}  {low:<{width // 2}.3f}{high:>{width - width // 2}.3f}"]
@@ -773,18 +757,14 @@ LONG_SUMS = dict(rope=True, learning_rate=3e-3, min_lr=3e-4, max_iters=3000)
 # CPU: what full runs found best there (a 2-core AMD EPYC with AVX512-BF16; for float32, with its bfloat16
 # hidden; tests/MEASUREMENTS.md). A machine k times slower, given T minutes, does what the reference does in
 # T / k: fit_to_machine times a step to find k. Each format: (the reference's ms for a forward and backward
-# pass of the 1.5-minute row's model, step_ms's measure, {minutes there: settings}).
+# pass of the 1.5-minute row's model, step_ms's measure, {minutes there: settings}). So far every row
+# trains the same model at the same rates; the batch differs.
+CPU_MODEL = dict(n_layer=4, n_head=4, n_embd=128, block_size=64, dropout=0.0, learning_rate=3e-3, min_lr=3e-4)
 CPU_FITS = {
-    torch.bfloat16: (73, {
-        1.5: dict(n_layer=4, n_head=4, n_embd=128, block_size=64, batch_size=48, dropout=0.0,
-                  learning_rate=3e-3, min_lr=3e-4, eval_interval=500),
-        10: dict(n_layer=4, n_head=4, n_embd=128, block_size=64, batch_size=16, dropout=0.0,
-                 learning_rate=3e-3, min_lr=3e-4, eval_interval=1000)}),
-    torch.float32: (86, {
-        1.5: dict(n_layer=4, n_head=4, n_embd=128, block_size=64, batch_size=32, dropout=0.0,
-                  learning_rate=3e-3, min_lr=3e-4, eval_interval=500),
-        10: dict(n_layer=4, n_head=4, n_embd=128, block_size=64, batch_size=16, dropout=0.0,
-                 learning_rate=3e-3, min_lr=3e-4, eval_interval=1000)}),
+    torch.bfloat16: (73, {1.5: dict(CPU_MODEL, batch_size=48, eval_interval=500),
+                          10: dict(CPU_MODEL, batch_size=16, eval_interval=1000)}),
+    torch.float32: (86, {1.5: dict(CPU_MODEL, batch_size=32, eval_interval=500),
+                         10: dict(CPU_MODEL, batch_size=16, eval_interval=1000)}),
 }
 
 

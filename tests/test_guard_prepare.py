@@ -51,7 +51,7 @@ def test_the_download_is_checked_and_gives_the_lectures_numbers(tmp_path, monkey
 ])
 def test_a_failed_or_wrong_download_is_one_line_and_writes_nothing(tmp_path, url, message):
     with pytest.raises(SystemExit, match=message) as error:
-        prepare.download_shakespeare(str(tmp_path / "data" / "input.txt"), url)
+        prepare.download_shakespeare(str(tmp_path / "data"), url)
     assert "\n" not in error.value.code and not (tmp_path / "data").exists()
 
 
