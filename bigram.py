@@ -44,12 +44,13 @@ class BigramLanguageModel(nn.Module):
         return logits, loss
 
     @torch.no_grad()
-    def generate(self, idx, max_new_tokens):
-        """Extend idx (B, T) by max_new_tokens sampled characters -> (B, T + max_new_tokens)."""
+    def generate(self, idx, max_new_tokens, generator=None):
+        """Extend idx (B, T) by max_new_tokens sampled characters -> (B, T + max_new_tokens), drawn from
+        generator, a random stream of their own, if one is given."""
         for _ in range(max_new_tokens):
             logits, _ = self(idx)                                # (B, T, C)
             logits = logits[:, -1, :]                            # (B, C): only the last step predicts
             probs = F.softmax(logits, dim=-1)                    # (B, C)
-            idx_next = torch.multinomial(probs, num_samples=1)   # (B, 1)
+            idx_next = torch.multinomial(probs, num_samples=1, generator=generator)   # (B, 1)
             idx = torch.cat((idx, idx_next), dim=1)              # (B, T + 1)
         return idx

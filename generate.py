@@ -27,6 +27,7 @@ from torch.nn import functional as F
 
 from bigram import BigramLanguageModel
 from gpt import GPT, GPTConfig, KVCache
+from prepare import decode, encode
 
 
 @torch.inference_mode()   # no autograd bookkeeping at all: less work per character
@@ -73,8 +74,8 @@ def with_kv_cache(model):
     cache = KVCache(model.config)
 
     def forward(idx_cond):                     # idx_cond (B, T): the window, as sample() crops it
-        if cache.length == idx_cond.size(1):   # full, and it slid: every character sits a position earlier,
-            return model(idx_cond)             # so its key and value change: the whole window, as the lecture
+        if cache.length == idx_cond.size(1):   # full, and it slid: the oldest character left, so every key
+            return model(idx_cond)             # and value changes: the whole window again, as the lecture
         return model(idx_cond[:, cache.length:], cache=cache)   # the new ones: (B, T - cache.length, vocab)
     return forward
 
@@ -100,7 +101,7 @@ def main(argv=None):
     try:
         if draw:
             text = args.prompt[-model.block_size:]
-            weights = attention_weights(model, torch.tensor([[chars.index(c) for c in text]], device=device))
+            weights = attention_weights(model, torch.tensor([encode(text, chars)], device=device))
             printed = draw_attention(weights, text) + "\n" if args.show_attention else ""
             print(printed, end="", flush=True)
             if args.attention_png:
@@ -204,7 +205,7 @@ def typed_lines(chars, digits=None):
 def write_samples(model, chars, prompt, args):
     """Sample args.num_samples continuations of prompt in one batch; print the first as it comes -> all."""
     n, device = args.num_samples, next(model.parameters()).device
-    idx = torch.tensor([[chars.index(c) for c in prompt]] * n, device=device)   # (B, T), B = n
+    idx = torch.tensor([encode(prompt, chars)] * n, device=device)   # (B, T), B = n
     texts = [f"--- sample {i} of {n} ---\n{prompt}" if n > 1 else prompt for i in range(1, n + 1)]
     print(texts[0], end="", flush=True)
     for idx_next in sample(model, idx, args.max_new_tokens, args.temperature, args.top_k, args.top_p):
@@ -228,9 +229,9 @@ def answer_sum(model, chars, line, args):
     in its layout; printed the usual way round, with what the model wrote beside it -> the printed line."""
     digits = (model.block_size - 2) // 3   # train.py's block_size for sums: 3 * digits + 2
     problem = as_problem(line, digits)
-    idx = torch.tensor([[chars.index(c) for c in problem]], device=next(model.parameters()).device)   # (1, T)
+    idx = torch.tensor([encode(problem, chars)], device=next(model.parameters()).device)   # (1, T)
     answer = sample(model, idx, digits + 1, args.temperature, args.top_k, args.top_p)   # (1,) per step
-    written = "".join(chars[i.item()] for i in answer)                     # the sum, units first
+    written = decode([i.item() for i in answer], chars)                    # the sum, units first
     usual = written[::-1].lstrip("0") or "0"
     text = f"{line.removesuffix('=')}={usual}   (the model wrote {problem}{written})\n"
     print(text, end="", flush=True)

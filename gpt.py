@@ -11,8 +11,8 @@ connections and layer norms, and repeat: that is the whole model, read here from
 Shapes in comments: B = batch, T = time (positions, at most block_size), C = channels (n_embd),
 nh = n_head, hs = head_size = C / nh. Left out on purpose: training (train.py) and sampling controls
 (generate.py); it imports nothing of the project. Beyond the lecture: exercise 4's changes from later
-papers (train.py's CPU recipe turns on RoPE), two fast paths that keep the same rule (a cheaper dropout mask,
-one fused attention call); below the divider: ReLU squared, and the KV cache that sampling uses.
+papers (train.py's CPU recipe turns on RoPE), a fast path that keeps the same rule (one fused attention
+call); below the divider: ReLU squared, and the KV cache that sampling uses.
 """
 
 import math
@@ -45,25 +45,8 @@ class GPTConfig:
     qk_norm: bool = False         # queries and keys scaled to the same length before they meet
 
 
-class Dropout(nn.Dropout):
-    """While training, zero a random share p of the activations and scale the rest by 1 / (1 - p): the
-    network cannot lean on any one of them (Srivastava et al., 2014), and each keeps its expected value,
-    so evaluation, which keeps them all, needs no change. nn.Dropout's rule, drawn faster on a CPU."""
-
-    def forward(self, x):
-        if not self.training or self.p == 0:
-            return x                                           # evaluation and sampling: all of x
-        if x.device.type != "cpu":
-            return super().forward(x)                          # nn.Dropout itself
-        # Speed trick: rand(x.shape) >= p from four 16-bit numbers per 64-bit draw: 11% off a CPU-recipe step.
-        bits = torch.empty((x.numel() + 3) // 4, dtype=torch.int64).random_(-2**63, None)   # (numel / 4,)
-        r = bits.view(torch.int16)[:x.numel()].view(x.shape)   # x's shape, uniform 16-bit integers
-        keep = r >= round(self.p * 65536) - 32768              # x's shape, True with chance 1 - p (to 2^-16)
-        return x * keep.to(x.dtype).mul_(1 / (1 - self.p))     # x's shape: the kept ones, scaled up
-
-
 # Attention alone is blind to order. The lecture adds a learned vector per position to each token's embedding
-# (GPT, below); RoPE, on in the CPU preset, turns each query and key by its position instead (README, EX4).
+# (GPT, below); RoPE, on in train.py's CPU recipe, turns each query and key by its position instead (EX4).
 def rotate(x, pos):
     """RoPE (Su et al., 2021): x (B, nh, T, hs) at positions pos (T,) -> x turned. The hs channels form hs/2
     pairs (channel i with i + hs/2: the paper pairs neighbours, a relabelling the projections absorb), and
@@ -95,9 +78,12 @@ class CausalSelfAttention(nn.Module):
         self.query_key_value = nn.Linear(config.n_embd, 3 * config.n_embd, bias=False)
         # After the heads have gathered information, mix it back into the residual stream.
         self.proj = nn.Linear(config.n_embd, config.n_embd)
-        # Dropout (above): on the attention weights, and on what the heads add to the residual stream.
-        self.attn_dropout = Dropout(config.dropout)
-        self.resid_dropout = Dropout(config.dropout)
+        # Dropout (Srivastava et al., 2014): while training, zero a random share p of the activations and
+        # scale the rest by 1 / (1 - p), so the network cannot lean on any one of them and each keeps its
+        # expected value: evaluation, which keeps them all, needs no change. Here on the attention weights
+        # and on what the heads add to the residual stream; the feed-forward's output gets one too.
+        self.attn_dropout = nn.Dropout(config.dropout)
+        self.resid_dropout = nn.Dropout(config.dropout)
         # Lower-triangular ones: position t may look at positions 0..t, never at the future it is
         # trying to predict (tests/test_lesson_attention_trick.py's masked average). Not learned or saved.
         tril = torch.tril(torch.ones(config.block_size, config.block_size, dtype=torch.bool))
@@ -163,7 +149,7 @@ class FeedForward(nn.Module):
             nn.Linear(config.n_embd, 4 * config.n_embd),   # (B, T, C) -> (B, T, 4C)
             activation,
             nn.Linear(4 * config.n_embd, config.n_embd),   # (B, T, 4C) -> (B, T, C): back into the stream
-            Dropout(config.dropout),
+            nn.Dropout(config.dropout),
         )
 
     def forward(self, x):
@@ -245,14 +231,15 @@ class GPT(nn.Module):
         return logits, loss
 
     @torch.no_grad()
-    def generate(self, idx, max_new_tokens):
-        """Extend idx (B, T) by max_new_tokens sampled characters -> (B, T + max_new_tokens)."""
+    def generate(self, idx, max_new_tokens, generator=None):
+        """Extend idx (B, T) by max_new_tokens sampled characters -> (B, T + max_new_tokens). generator: a
+        random stream of its own (train.py's samples), else torch's global one."""
         for _ in range(max_new_tokens):
             # The mask (and the position table) have block_size rows: the model sees the last block_size.
             idx_cond = idx[:, -self.block_size:]                 # (B, T), T <= block_size
             logits, _ = self(idx_cond)                           # (B, T, vocab_size)
             probs = F.softmax(logits[:, -1, :], dim=-1)          # (B, vocab_size)
-            idx_next = torch.multinomial(probs, num_samples=1)   # (B, 1)
+            idx_next = torch.multinomial(probs, num_samples=1, generator=generator)   # (B, 1)
             idx = torch.cat((idx, idx_next), dim=1)              # idx grows by one column
         return idx
 

@@ -29,6 +29,7 @@ from tqdm import tqdm
 
 from bigram import BigramLanguageModel
 from gpt import GPT, PRESETS, GPTConfig
+from prepare import decode, encode
 
 
 def get_batch(data, batch_size, block_size, device, generator=None):
@@ -43,7 +44,8 @@ def get_batch(data, batch_size, block_size, device, generator=None):
 
 def make_batches(args, device):
     """-> (data_info: what the run learns from, for --resume to check; a function that draws a training
-    batch; the evaluation's batches {"train": [(x, y), ...], "val": [...]}, the same every time)."""
+    batch; the evaluation's batches {"train": [(x, y), ...], "val": [...]}). The lecture draws new evaluation
+    batches each time; these are drawn once, so that every evaluation scores the same text."""
     if args.task == "addition":
         return addition_batches(args, device)   # exercise 2, after the loop
     B, T = args.batch_size, args.block_size
@@ -99,40 +101,6 @@ def configure_optimizers(model, optimizer, learning_rate, weight_decay, dtype=to
     return [muon, adamw]
 
 
-class Muon(torch.optim.Optimizer):
-    """Muon (Jordan et al., 2024) for weight matrices. A matrix's gradient is dominated by a few directions,
-    and a plain step moves it mostly along those; Muon steps along the nearest orthogonal matrix instead
-    (the same directions, all at one size), and learns more per step. It computes what torch.optim.Muon
-    does with adjust_lr_fn="match_rms_adamw", but orthogonalises in float32 where asked: a CPU without
-    bfloat16 hardware emulates bfloat16 at a small fraction of float32's speed."""
-
-    def __init__(self, params, lr, weight_decay, momentum=0.95, orthogonalize_in=torch.bfloat16):
-        super().__init__(params, dict(lr=lr, weight_decay=weight_decay, momentum=momentum))
-        self.orthogonalize_in = orthogonalize_in
-
-    @torch.no_grad()
-    def step(self):
-        for group in self.param_groups:
-            for p in group["params"]:
-                momentum = self.state[p].setdefault("momentum_buffer", torch.zeros_like(p))
-                momentum.lerp_(p.grad, 1 - group["momentum"])            # a running mean of the gradients
-                direction = p.grad.lerp(momentum, group["momentum"])     # Nesterov's: a look one step ahead
-                update = orthogonalize(direction.to(self.orthogonalize_in))              # (rows, columns)
-                p.mul_(1 - group["lr"] * group["weight_decay"])                          # weight decay
-                p.add_(update, alpha=-group["lr"] * 0.2 * max(p.shape) ** 0.5)   # AdamW's typical step size
-
-
-def orthogonalize(G, steps=5):
-    """G (m, n) = U S V^T -> about U V^T: `steps` Newton-Schulz iterations of an odd polynomial, steep at 0,
-    push every singular value towards 1 (those above a tenth of the largest end between 0.5 and 1.5)."""
-    X = G.T if G.size(0) > G.size(1) else G              # (short, long): XX^T is the smaller square
-    X = X / X.norm().clamp(min=1e-7)                     # every singular value at most 1
-    for _ in range(steps):
-        A = X @ X.T                                      # (short, short)
-        X = 3.4445 * X + (-4.7750 * A + 2.0315 * A @ A) @ X
-    return X.T if G.size(0) > G.size(1) else X           # G's shape
-
-
 def get_lr(step, learning_rate, min_lr, warmup_iters, lr_decay_iters):
     """Linear warmup for warmup_iters steps (early estimates of the gradient's scale are poor), then
     cosine decay to min_lr at lr_decay_iters (small late steps settle into a minimum)."""
@@ -148,6 +116,7 @@ def train(args, saved=None, init=None):
     """Train as args say; saved: the contents of last.pt, to resume; init: a checkpoint to start from
     (fine-tuning: its weights, with a fresh optimiser, schedule and log). -> the best validation loss."""
     device, dtype, ranks = set_up(args)   # says which device and number format, and why
+    torch.manual_seed(args.seed)          # the lecture's manual_seed(1337): the same first weights every run
     data_info, train_batch, eval_batches = make_batches(args, device)
     model = build_model(args, data_info["chars"], init).to(device)
     optimizers = configure_optimizers(model, args.optimizer, args.learning_rate, args.weight_decay, dtype)
@@ -195,20 +164,14 @@ def train(args, saved=None, init=None):
     return best_val_loss
 
 
-@torch.no_grad()
 def sample_text(model, chars, device, length=80):
-    """The model's first `length` characters after a newline, drawn with a generator of their own: every
-    evaluation's line starts from the same seed, so they compare; training's random stream is untouched."""
+    """The model's generate(): its first `length` characters after a newline, drawn with a generator of
+    their own: every evaluation's line starts from the same seed, so they compare; training's is untouched."""
     model.eval()
-    generator = torch.Generator().manual_seed(0)
-    idx = torch.tensor([[chars.index("\n") if "\n" in chars else 0]], device=device)   # (1, 1)
-    for _ in range(length):
-        logits, _ = model(idx[:, -getattr(model, "block_size", 1):])   # (1, T, vocab_size)
-        probs = torch.softmax(logits[0, -1].float(), dim=-1).cpu()      # (vocab_size,)
-        idx_next = torch.multinomial(probs, 1, generator=generator)     # (1,)
-        idx = torch.cat((idx, idx_next[None].to(device)), dim=1)        # (1, T + 1)
+    start = torch.tensor([encode("\n", chars) if "\n" in chars else [0]], device=device)      # (1, 1)
+    idx = model.generate(start, length, generator=torch.Generator(device).manual_seed(0))   # (1, 1 + length)
     model.train()
-    return "".join(chars[i] for i in idx[0, 1:].tolist()).replace("\n", "↵")
+    return decode(idx[0, 1:].tolist(), chars).replace("\n", "↵")
 
 
 def build_model(args, chars, init=None):
@@ -237,6 +200,41 @@ def optimizer_step(model, optimizers, scaler, lr, grad_clip):
     for optimizer in optimizers:
         scaler.step(optimizer)                     # optimizer.step(), unless float16 overflowed
     scaler.update()
+
+
+class Muon(torch.optim.Optimizer):
+    """Muon (Jordan et al., 2024) for weight matrices. A matrix's gradient is dominated by a few directions,
+    and a plain step moves it mostly along those; Muon steps along the nearest orthogonal matrix instead
+    (the same directions, all at one size), and learns more per step. It computes what torch.optim.Muon
+    does with adjust_lr_fn="match_rms_adamw", but orthogonalises in float32 where asked: a CPU without
+    bfloat16 hardware emulates bfloat16 at a small fraction of float32's speed."""
+
+    def __init__(self, params, lr, weight_decay, momentum=0.95, orthogonalize_in=torch.bfloat16):
+        super().__init__(params, dict(lr=lr, weight_decay=weight_decay, momentum=momentum))
+        self.orthogonalize_in = orthogonalize_in
+
+    @torch.no_grad()
+    def step(self):
+        for group in self.param_groups:
+            for p in group["params"]:
+                momentum = self.state[p].setdefault("momentum_buffer", torch.zeros_like(p))
+                momentum.lerp_(p.grad, 1 - group["momentum"])            # a running mean of the gradients
+                direction = p.grad.lerp(momentum, group["momentum"])     # Nesterov's: a look one step ahead
+                update = orthogonalize(direction.to(self.orthogonalize_in))              # (rows, columns)
+                p.mul_(1 - group["lr"] * group["weight_decay"])                          # weight decay
+                p.add_(update, alpha=-group["lr"] * 0.2 * max(p.shape) ** 0.5)   # AdamW's typical step size
+
+
+def orthogonalize(G, steps=5):
+    """G (m, n) = U S V^T -> about U V^T: `steps` Newton-Schulz iterations of an odd polynomial push every
+    singular value towards 1 (those above a tenth of the largest end between 0.5 and 1.5). Its coefficients
+    are Jordan et al.'s, chosen to rise steeply from 0 (small singular values grow fast) over exactness."""
+    X = G.T if G.size(0) > G.size(1) else G              # (short, long): XX^T is the smaller square
+    X = X / X.norm().clamp(min=1e-7)                     # every singular value at most 1
+    for _ in range(steps):
+        A = X @ X.T                                      # (short, short)
+        X = 3.4445 * X + (-4.7750 * A + 2.0315 * A @ A) @ X
+    return X.T if G.size(0) > G.size(1) else X           # G's shape
 
 
 # Exercise 2 of the lecture: a GPT that adds. Each example is one problem, "a+b=" and then the sum, every
@@ -336,7 +334,6 @@ def set_up(args):
         if 4 * args.batch_size * args.block_size * args.n_layer * (8 * args.n_embd + weights) > free:
             fail(f"out of memory: a step needs more than the {free / 2**30:.1f} GiB free; lower --batch-size "
                  f"first, then --block-size or --n-embd")
-    torch.manual_seed(args.seed)   # the same first weights on every rank
     return device, dtype, ranks
 
 
@@ -713,7 +710,8 @@ SETTINGS = {
     "eval_iters": (number(int), "batches per split in each evaluation (addition's val: all)", None),
     "learning_rate": (number(float), "peak learning rate", None),
     "min_lr": (number(float, zero_allowed=True), "learning rate at the end of the decay", None),
-    "warmup_iters": (number(int, zero_allowed=True), "steps of linear warmup", None),
+    "warmup_iters": (number(int, zero_allowed=True), "steps of linear warmup (with a time budget, steps of "
+                     "the schedule drawn for --max-iters steps)", None),
     "weight_decay": (number(float, zero_allowed=True), "weight decay on matrices", None),
     "grad_clip": (number(float, zero_allowed=True), "clip the gradient's norm to this (0: off)", None),
     "optimizer": (["adamw", "muon"], "muon: Muon for the blocks' matrices, AdamW elsewhere", None),

@@ -107,7 +107,8 @@ def run_steps(impl, config, iters, attention, dtype):
 
 
 def speed(args):
-    variants = [("plain", "explicit", "float32")] + [("ours", attention, args.dtype) for attention in args.attention]
+    variants = [("plain", "explicit", "float32")] + [("ours", attention, args.dtype)
+                                                     for attention in args.attention]
     variants += [("nn-dropout", "explicit", args.dtype)] if args.nn_dropout else []
     results = {v: {"process_s": [], "step_s": []} for v in variants}
     sys.path.insert(0, str(ROOT))
@@ -125,18 +126,21 @@ def speed(args):
             results[v]["process_s"].append(elapsed)
             results[v]["step_s"].append(statistics.median(report["step_s"][1:]))
             print(f"  round {r + 1}: {impl:5s} {attention:6s} {'bf16' if report['bf16'] else 'fp32'}: "
-                  f"{elapsed:6.1f} s whole process, {results[v]['step_s'][-1] * 1000:7.0f} ms/step", flush=True)
+                  f"{elapsed:6.1f} s whole process, {results[v]['step_s'][-1] * 1000:7.0f} ms/step",
+                  flush=True)
 
     tokens = c["batch_size"] * c["block_size"]
     base = statistics.median(results[variants[0]]["process_s"])
-    print(f"\n| variant | whole process, {args.iters} steps (median s) | ms/iter | tokens/s | speed-up vs plain |")
+    print(f"\n| variant | whole process, {args.iters} steps (median s) | ms/iter | tokens/s | "
+          "speed-up vs plain |")
     print("|---|---|---|---|---|")
     for v in variants:
         process_s = statistics.median(results[v]["process_s"])
         step_s = statistics.median(results[v]["step_s"])
         name = "plain lecture code, float32" if v[0] == "plain" else f"gpt.py, {v[1]} attention, dtype {v[2]}"
         name += ", nn.Dropout" if v[0] == "nn-dropout" else ""
-        print(f"| {name} | {process_s:.1f} | {step_s * 1000:.0f} | {tokens / step_s:,.0f} | {base / process_s:.2f}x |")
+        print(f"| {name} | {process_s:.1f} | {step_s * 1000:.0f} | {tokens / step_s:,.0f} | "
+              f"{base / process_s:.2f}x |")
 
 
 # nanoGPT's CPU command ("I only have a macbook") in train.py's flags: 4 layers of 128, 4 heads, block 64,
@@ -198,11 +202,12 @@ def quality(args):
                 whole = whole_val_loss(os.path.join(out_dir, "ckpt.pt"), data_dir)
             steps, best = int(rows[-1][0]), min(float(r[2]) for r in rows)
             results[name].append((whole, best, elapsed))
-            print(f"{name}, run {run + 1}: whole process {elapsed:.0f} s, {steps} steps; val loss on the whole "
-                  f"split {whole:.4f} (its own estimate {best:.4f})", flush=True)
+            print(f"{name}, run {run + 1}: whole process {elapsed:.0f} s, {steps} steps; val loss on "
+                  f"the whole split {whole:.4f} (its own estimate {best:.4f})", flush=True)
     for name, rows in results.items():
         whole, seconds = (statistics.median(r[i] for r in rows) for i in (0, 2))
-        print(f"{name}: median of {args.runs} run(s): whole-split val loss {whole:.4f}, whole process {seconds:.0f} s")
+        print(f"{name}: median of {args.runs} run(s): whole-split val loss {whole:.4f}, "
+              f"whole process {seconds:.0f} s")
 
 
 def addition(args):
@@ -215,7 +220,8 @@ def addition(args):
     recipe, D = train.RECIPES["addition"], args.digits
     held_out = train.addition_problems(min(10_000, 10 ** (2 * D) // 10), D, torch.Generator().manual_seed(0))
     held_out = held_out.unique(dim=0)   # as train.py holds them out
-    print("| variant | step | seconds | " + " | ".join(f"digit {10 ** i:,}" for i in range(D + 1)) + " | exact |")
+    print("| variant | step | seconds | " + " | ".join(f"digit {10 ** i:,}" for i in range(D + 1))
+          + " | exact |")
     print("|---" * (D + 5) + "|")
     for variant, usual_order, rope in [("train.py's", False, True), ("operands usual way", True, True),
                                        ("position table", False, False)]:
@@ -227,7 +233,8 @@ def addition(args):
         torch.manual_seed(args.seed)
         model = GPT(GPTConfig(12, 3 * D + 2, recipe["n_layer"], recipe["n_head"], recipe["n_embd"],
                               recipe["dropout"], rope=rope, fused_attention=False))
-        [optimizer] = train.configure_optimizers(model, "adamw", recipe["learning_rate"], recipe["weight_decay"])
+        [optimizer] = train.configure_optimizers(model, "adamw", recipe["learning_rate"],
+                                                 recipe["weight_decay"])
         x_val, y_val = train.addition_batch(arrange(held_out), D, "cpu")
         held_out_set = set(map(tuple, arrange(held_out).tolist()))
         start = time.perf_counter()
@@ -243,11 +250,13 @@ def addition(args):
                 model.train()
             if step == args.steps:
                 break
-            lr = train.get_lr(step, recipe["learning_rate"], recipe["min_lr"], recipe["warmup_iters"], args.steps)
+            lr = train.get_lr(step, recipe["learning_rate"], recipe["min_lr"], recipe["warmup_iters"],
+                              args.steps)
             for group in optimizer.param_groups:
                 group["lr"] = lr * group["lr_scale"]
             problems = arrange(train.addition_problems(recipe["batch_size"], D))
-            problems = problems[[tuple(p) not in held_out_set for p in problems.tolist()]]   # never a test one
+            problems = problems[[tuple(p) not in held_out_set
+                                 for p in problems.tolist()]]   # never a test one
             _, loss = model(*train.addition_batch(problems, D, "cpu"))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -266,7 +275,8 @@ def prepare_speed(args):
             for _ in range(max(1, round(args.size_mb * 1e6 / len(chunk)))):
                 f.write(chunk)
         size_mb = big.stat().st_size / 1e6
-        command = [sys.executable, str(ROOT / "prepare.py"), "--input", str(big), "--data-dir", str(Path(folder) / "data")]
+        command = [sys.executable, str(ROOT / "prepare.py"), "--input", str(big),
+                   "--data-dir", str(Path(folder) / "data")]
         start = time.perf_counter()
         result = subprocess.run(command, capture_output=True, text=True)
         elapsed = time.perf_counter() - start
@@ -321,9 +331,10 @@ def generation(args):
                for kv_cache, rounds in steps.items()}
     ratios = [sum(uncached) / sum(cached) for cached, uncached in zip(steps[True], steps[False])]
     print(f"\nfirst {window} characters, median of {args.window_rounds} rounds per character: "
-          f"KV cache {(window - 1) / seconds[True]:,.0f} chars/s, no cache {(window - 1) / seconds[False]:,.0f} "
-          f"chars/s; speed-up {seconds[False] / seconds[True]:.2f}x (single rounds: lowest {min(ratios):.2f}x, "
-          f"highest {max(ratios):.2f}x)")
+          f"KV cache {(window - 1) / seconds[True]:,.0f} chars/s, "
+          f"no cache {(window - 1) / seconds[False]:,.0f} chars/s; "
+          f"speed-up {seconds[False] / seconds[True]:.2f}x "
+          f"(single rounds: lowest {min(ratios):.2f}x, highest {max(ratios):.2f}x)")
 
     results = {True: [], False: []}
     for _ in range(args.rounds):
@@ -339,7 +350,8 @@ def generation(args):
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("speed", help="time training steps, ours against the plain lecture code")
     p.add_argument("--config", choices=CONFIGS, default="lecture")
@@ -347,7 +359,8 @@ if __name__ == "__main__":
     p.add_argument("--rounds", type=int, default=3, help="interleaved repetitions (default: 3)")
     p.add_argument("--attention", nargs="+", choices=["fused", "explicit"], default=["explicit", "fused"])
     p.add_argument("--dtype", choices=["auto", "float32", "bfloat16"], default="auto")
-    p.add_argument("--nn-dropout", action="store_true", help="also time gpt.py with nn.Dropout instead of its own")
+    p.add_argument("--nn-dropout", action="store_true",
+                   help="also time gpt.py with nn.Dropout instead of its own")
     q = sub.add_parser("quality", help="run train.py and report the validation loss it reaches")
     q.add_argument("--baseline", action="store_true", help="also nanoGPT's CPU recipe for the same minutes")
     q.add_argument("--runs", type=int, default=2, help="full runs, one after another (default: 2)")

@@ -14,7 +14,8 @@ from gpt import GPT, GPTConfig
 
 def test_interactive_continues_each_line_and_asks_again_after_unknown_characters(gpt_checkpoint, tmp_path):
     result = run_script("generate.py", "--checkpoint", gpt_checkpoint, "--interactive",
-                        "--max-new-tokens", "20", cwd=tmp_path, stdin="KING:\nQUEEN€\nNURSE:\n\nnever read\n")
+                        "--max-new-tokens", "20", cwd=tmp_path,
+                        stdin="KING:\nQUEEN€\nNURSE:\n\nnever read\n")
     assert result.returncode == 0, result.stderr
     assert "KING:" in result.stdout and "NURSE:" in result.stdout and "QUEEN" not in result.stdout
     assert "never saw ['€']" in result.stderr and "Traceback" not in result.stderr

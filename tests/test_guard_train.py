@@ -381,7 +381,8 @@ def test_without_flock_as_on_windows_a_run_says_so_once_trains_resumes_and_sampl
     printed = capsys.readouterr().out
     assert printed.count("this system cannot lock") == 2 and "step 15:" in printed
     assert saved(prepared / "out" / "last.pt")["iter_num"] == 15
-    generate.main(["--checkpoint", str(prepared / "out" / "ckpt.pt"), "--max-new-tokens", "20", "--seed", "0"])
+    generate.main(["--checkpoint", str(prepared / "out" / "ckpt.pt"),
+                   "--max-new-tokens", "20", "--seed", "0"])
     assert len(capsys.readouterr().out) == 1 + 20 + 1   # the prompt (a newline), 20 characters, a newline
 
 

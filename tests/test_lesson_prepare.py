@@ -29,7 +29,8 @@ def test_encode_works_beyond_ascii():
     assert prepare.decode(prepare.encode(text, chars), chars) == text
 
 
-@pytest.mark.parametrize("text", [make_text(), "Grüße, 世界! 🙂 naïve café\n"], ids=["ascii", "beyond-ascii"])
+@pytest.mark.parametrize("text", [make_text(), "Grüße, 世界! 🙂 naïve café\n"],
+                         ids=["ascii", "beyond-ascii"])
 def test_the_fast_path_gives_the_same_vocabulary_and_ids_as_the_lectures(text):
     chars = prepare.build_vocab(text)
     assert prepare.distinct_chars(text) == chars
