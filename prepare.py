@@ -37,8 +37,18 @@ def decode(ids, chars):   # ids -> the string they stand for, through the lectur
     return "".join(itos[i] for i in ids)
 
 
+def encode_and_split(text, val_fraction=0.1):
+    """The lecture's way, for a text that fits in memory -> (chars, train ids, val ids). The first 90% to
+    train on, the last 10% held out: a model that memorised the training text does no better on the rest,
+    so learning shows there. prepare(), below, does the same for a text of any size, a chunk at a time."""
+    chars = build_vocab(text)
+    data = encode(text, chars)
+    n = int(len(data) * (1 - val_fraction))
+    return chars, data[:n], data[n:]
+
+
 # The same vocabulary and ids, for texts of gigabytes: numpy on the characters' numbers, not a Python loop
-# per character (tests/test_lesson_prepare.py proves that these give what build_vocab and encode give).
+# per character (tests/test_lesson_prepare.py proves that these and prepare() give what those above give).
 
 def distinct_chars(text):   # build_vocab(text): the code points that occur, counted instead of put in a set
     return "".join(map(chr, np.flatnonzero(np.bincount(code_points(text)))))
@@ -57,7 +67,8 @@ def code_points(text):   # the characters' numbers (N,): one byte each when all 
 
 
 def prepare(input_path, data_dir, val_fraction, chunk_bytes=1 << 22, vocab=None):
-    """Encode and split the text into data_dir, a chunk at a time (flat memory) -> vocab.json's info."""
+    """encode_and_split() for a text of any size, in flat memory: the text read a chunk at a time, its ids
+    written to data_dir's train.bin and val.bin -> the info written to vocab.json."""
     with all_or_nothing(data_dir) as tmp:   # below the divider: data_dir changes only once all is whole
         path = input_path if os.path.isfile(input_path) else copy_of(input_path, tmp, chunk_bytes)   # a pipe
         chars, n, sha256 = "", 0, hashlib.sha256()
@@ -68,9 +79,7 @@ def prepare(input_path, data_dir, val_fraction, chunk_bytes=1 << 22, vocab=None)
         if unknown:
             fail(f"{input_path} has characters the vocabulary lacks: {''.join(unknown)!r}; remove them")
         chars = vocab or chars   # vocab: another text's characters (a pretrained model's), to use its ids
-        # The split, as the lecture's data[:n] and data[n:]: the first 90% to train on, the last 10% held
-        # out. A model that memorised the training text does no better on the rest: learning shows there.
-        n_train = int(n * (1 - val_fraction))
+        n_train = int(n * (1 - val_fraction))   # the lecture's n: data[:n] to train on, data[n:] held out
         if min(n_train, n - n_train) < 2:
             fail(f"{input_path} has {n:,} characters: --val-fraction {val_fraction} leaves {n_train:,} to "
                  f"train on and {n - n_train:,} to validate; give a longer text or another --val-fraction")

@@ -113,12 +113,17 @@ def get_lr(step, learning_rate, min_lr, warmup_iters, lr_decay_iters):
 
 
 def train(args, saved=None, init=None):
-    """Train as args say; saved: the contents of last.pt, to resume; init: a checkpoint to start from
-    (fine-tuning: its weights, with a fresh optimiser, schedule and log). -> the best validation loss."""
-    device, dtype, ranks = set_up(args)   # says which device and number format, and why
+    """The lecture's loop: every eval_interval steps, estimate_loss; then a batch, the forward pass,
+    zero_grad, backward and the optimiser's step. What it adds, each on its own line: the learning-rate
+    schedule, two optimisers (Muon and AdamW), mixed precision with its loss scaler, torchrun's ranks, and
+    the run's clock, files and Ctrl-C (RunControl, save_run). saved: last.pt's contents, to resume; init: a
+    checkpoint whose weights start a fresh run (fine-tuning). -> the best validation loss."""
+    device, dtype, ranks = set_up(args)   # device, number format and (CPU recipe) model size, each with why
     torch.manual_seed(args.seed)          # the lecture's manual_seed(1337): the same first weights every run
     data_info, train_batch, eval_batches = make_batches(args, device)
     model = build_model(args, data_info["chars"], init).to(device)
+    if ranks.master:   # under torchrun, rank 0 speaks for all
+        print(f"{sum(p.numel() for p in model.parameters()):,} parameters", flush=True)
     optimizers = configure_optimizers(model, args.optimizer, args.learning_rate, args.weight_decay, dtype)
     # Mixed precision (nanoGPT's two lines): the matrix multiplies in bfloat16 or float16. float16's small
     # range needs the scaler: backward runs on the loss times a large scale, so that tiny gradients do not
@@ -430,9 +435,7 @@ def model_args(args, chars):   # what a checkpoint records to rebuild the model
 
 
 def wrap_for_step(model, args, ranks, iter_num):
-    """Say the model's size -> under torchrun, the model in DDP, which averages the ranks' gradients."""
-    if ranks.master:
-        print(f"{sum(p.numel() for p in model.parameters()):,} parameters", flush=True)
+    """-> the model, or under torchrun the model in DDP, which averages the ranks' gradients."""
     if ranks.size == 1:
         return model
     torch.manual_seed(args.seed + 1000 * ranks.rank + iter_num)   # from here on, each rank its own batches

@@ -49,6 +49,7 @@ def test_split_is_first_90_percent_train_last_10_percent_val(tmp_path, text_file
     train = np.fromfile(tmp_path / "data" / "train.bin", dtype=np.uint8)
     val = np.fromfile(tmp_path / "data" / "val.bin", dtype=np.uint8)
     assert prepare.decode(train, chars) == text[:n_train] and prepare.decode(val, chars) == text[n_train:]
+    assert prepare.encode_and_split(text) == (chars, train.tolist(), val.tolist())   # the lecture's way
     vocab = json.loads((tmp_path / "data" / "vocab.json").read_text(encoding="utf-8"))
     assert vocab["chars"] == sorted(set(text)) and vocab["vocab_size"] == len(set(text))
     assert vocab["dtype"] == "uint8"
