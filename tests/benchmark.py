@@ -4,7 +4,7 @@ date, machine and command. Not a test (pytest does not collect it); run it by ha
 nothing else running:
 
     python tests/benchmark.py speed                 # lecture sizes: 8 steps, ours vs the plain lecture code
-    python tests/benchmark.py speed --config cpu --nn-dropout  # the CPU recipe's sizes; gpt.Dropout's gain
+    python tests/benchmark.py speed --config cpu    # the CPU recipe's sizes
     python tests/benchmark.py quality -- --no-rope  # python train.py [flags] as a user would: val loss, time
     python tests/benchmark.py generate              # sampling out/ckpt.pt with and without the KV cache
     python tests/benchmark.py prepare               # prepare.py on a 1 GB text: MB/s, peak memory
@@ -15,9 +15,9 @@ variants they compare take turns, and report medians.
 
 speed: training steps at a recipe's sizes (--config lecture or cpu), each variant its own process:
 the plain code (tests/lecture_gpt.py: a module per head, float32, constant-rate AdamW) and gpt.py's
-GPT with the recipe's optimisers, once per --attention path, in --dtype's format; --nn-dropout adds
-gpt.py with nn.Dropout. Reported: medians over --rounds of the whole process and of a step (the
-first step left out), tokens per second, and the plain code's time over each variant's.
+GPT with the recipe's optimisers, once per --attention path, in --dtype's format. Reported: medians
+over --rounds of the whole process and of a step (the first step left out), tokens per second, and
+the plain code's time over each variant's.
 quality: train.py with the flags after --, --runs times in a temporary --out-dir; with --baseline,
 after each, nanoGPT's CPU recipe (BASELINE) for the same --time-budget. Each ckpt.pt is scored on the
 whole validation split (every position once, in windows of its block_size, float32); then the medians.
@@ -61,7 +61,6 @@ def run_steps(impl, config, iters, attention, dtype):
     sys.path.insert(0, str(ROOT / "tests"))
     import numpy as np
     import torch
-    import gpt
     import train
     from gpt import GPT, GPTConfig
     from lecture_gpt import LectureGPT
@@ -77,11 +76,6 @@ def run_steps(impl, config, iters, attention, dtype):
     else:  # what train.py does, with the recipe's optimisers
         model = GPT(GPTConfig(vocab_size=65, fused_attention=(attention == "fused"),
                               **{k: c[k] for k in train.GPT_ARGS if k in c}))
-        if impl == "nn-dropout":  # gpt.Dropout swapped for nn.Dropout: what its cheaper mask saves
-            for module in list(model.modules()):
-                for name, child in module.named_children():
-                    if isinstance(child, gpt.Dropout):
-                        setattr(module, name, torch.nn.Dropout(child.p))
         use_bf16 = train.pick_dtype(dtype, device)[0] == torch.bfloat16
         optimizers = train.configure_optimizers(model, c["optimizer"], c["learning_rate"], c["weight_decay"],
                                                 torch.bfloat16 if use_bf16 else torch.float32)
@@ -109,7 +103,6 @@ def run_steps(impl, config, iters, attention, dtype):
 def speed(args):
     variants = [("plain", "explicit", "float32")] + [("ours", attention, args.dtype)
                                                      for attention in args.attention]
-    variants += [("nn-dropout", "explicit", args.dtype)] if args.nn_dropout else []
     results = {v: {"process_s": [], "step_s": []} for v in variants}
     sys.path.insert(0, str(ROOT))
     c = recipe(args.config)
@@ -138,7 +131,6 @@ def speed(args):
         process_s = statistics.median(results[v]["process_s"])
         step_s = statistics.median(results[v]["step_s"])
         name = "plain lecture code, float32" if v[0] == "plain" else f"gpt.py, {v[1]} attention, dtype {v[2]}"
-        name += ", nn.Dropout" if v[0] == "nn-dropout" else ""
         print(f"| {name} | {process_s:.1f} | {step_s * 1000:.0f} | {tokens / step_s:,.0f} | "
               f"{base / process_s:.2f}x |")
 
@@ -359,8 +351,6 @@ if __name__ == "__main__":
     p.add_argument("--rounds", type=int, default=3, help="interleaved repetitions (default: 3)")
     p.add_argument("--attention", nargs="+", choices=["fused", "explicit"], default=["explicit", "fused"])
     p.add_argument("--dtype", choices=["auto", "float32", "bfloat16"], default="auto")
-    p.add_argument("--nn-dropout", action="store_true",
-                   help="also time gpt.py with nn.Dropout instead of its own")
     q = sub.add_parser("quality", help="run train.py and report the validation loss it reaches")
     q.add_argument("--baseline", action="store_true", help="also nanoGPT's CPU recipe for the same minutes")
     q.add_argument("--runs", type=int, default=2, help="full runs, one after another (default: 2)")
@@ -381,7 +371,7 @@ if __name__ == "__main__":
     a.add_argument("--every", type=int, default=100, help="evaluate every this many steps (default: 100)")
     a.add_argument("--seed", type=int, default=1337, help="the first weights and batches (default: 1337)")
     s = sub.add_parser("_steps")  # one timed process of `speed`
-    s.add_argument("--impl", choices=["plain", "ours", "nn-dropout"])
+    s.add_argument("--impl", choices=["plain", "ours"])
     s.add_argument("--config", choices=CONFIGS)
     s.add_argument("--iters", type=int)
     s.add_argument("--attention", choices=["fused", "explicit"])
