@@ -47,8 +47,9 @@ def encode_and_split(text, val_fraction=0.1):
     return chars, data[:n], data[n:]
 
 
-# The same vocabulary and ids, for texts of gigabytes: numpy on the characters' numbers, not a Python loop
-# per character (tests/test_lesson_prepare.py proves that these and prepare() give what those above give).
+# ----- The lesson ends here. Below: the same vocabulary, ids and split for texts of gigabytes (numpy on the
+# characters' numbers, a chunk at a time; tests/test_lesson_prepare.py: the same ids), files written whole,
+# the text read in chunks, the command line.
 
 def distinct_chars(text):   # build_vocab(text): the code points that occur, counted instead of put in a set
     return "".join(map(chr, np.flatnonzero(np.bincount(code_points(text)))))
@@ -69,7 +70,7 @@ def code_points(text):   # the characters' numbers (N,): one byte each when all 
 def prepare(input_path, data_dir, val_fraction, chunk_bytes=1 << 22, vocab=None):
     """encode_and_split() for a text of any size, in flat memory: the text read a chunk at a time, its ids
     written to data_dir's train.bin and val.bin -> the info written to vocab.json."""
-    with all_or_nothing(data_dir) as tmp:   # below the divider: data_dir changes only once all is whole
+    with all_or_nothing(data_dir) as tmp:   # below: data_dir changes only once all is whole
         path = input_path if os.path.isfile(input_path) else copy_of(input_path, tmp, chunk_bytes)   # a pipe
         chars, n, sha256 = "", 0, hashlib.sha256()
         for raw, text in read_chunks(path, chunk_bytes):               # pass 1: the vocabulary and length
@@ -99,8 +100,6 @@ def prepare(input_path, data_dir, val_fraction, chunk_bytes=1 << 22, vocab=None)
             json.dump(info, f, ensure_ascii=False, indent=1)
     return info
 
-
-# ----- The lesson ends here. Below: the files written whole, the text read in chunks, the command line ----
 
 @contextlib.contextmanager
 def all_or_nothing(data_dir, names=("train.bin", "val.bin", "vocab.json")):

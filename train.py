@@ -4,7 +4,7 @@
     python train.py --preset lecture    # the lecture's model and its 5,000 steps (wants a GPU)
     python train.py --resume            # continue the run saved in out/last.pt
     python train.py --model bigram --out-dir out-bigram   # the bigram baseline (seconds)
-    python train.py --task addition --out-dir out-addition   # a GPT that learns to add (2 minutes)
+    python train.py --task addition --out-dir out-addition   # a GPT that learns to add (a minute or two)
 
 The loop is the lecture's, with a learning-rate warmup and cosine decay, gradient clipping, weight
 decay on matrices only, Muon, and bfloat16 (or float16 with a loss scaler) where it is fast. Read
@@ -706,7 +706,8 @@ SETTINGS = {
     "activation": (["relu", "gelu", "relu2"], "the feed-forward's non-linearity (relu2: ReLU squared, So "
                    "et al., 2021)", "relu"),
     "qk_norm": (bool, "queries and keys to unit RMS before they meet (Henry et al., 2020)", False),
-    "max_iters": (number(int), "training steps (instead of the recipe's time budget)", None),
+    "max_iters": (number(int), "training steps, instead of the recipe's time budget (with a time budget: the "
+                  "length of the schedule, which follows the share of time used)", None),
     "time_budget": (number(float), "train this many minutes (resumes count) instead of --max-iters steps; "
                     "the schedule, drawn for --max-iters steps, follows the time used", None),
     "eval_interval": (number(int), "evaluate, log and save every this many steps", None),

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from conftest import small_gpt   # vocab_size 65, block_size 32, n_layer 2, n_head 4, n_embd 64, no dropout
+from conftest import small_gpt   # vocab 65, block 32, 2 layers, 4 heads, n_embd 64, no dropout, eval mode
 from gpt import GPT, GPTConfig
 from lecture_gpt import LectureGPT, load_from_gpt
 
