@@ -6,10 +6,10 @@
     python train.py --model bigram --out-dir out-bigram   # the bigram baseline (seconds)
     python train.py --task addition --out-dir out-addition   # a GPT that learns to add (a minute or two)
 
-The loop is the lecture's, with a learning-rate warmup and cosine decay, gradient clipping, weight
-decay on matrices only, Muon, and bfloat16 (or float16 with a loss scaler) where it is fast. Read
-down to "The lesson ends here"; below it is machinery (devices, the data's checks, the run's files,
-Ctrl-C, torchrun, the loss plot, the command line) and the table of settings and recipes.
+The loop is the lecture's (tests/lecture_train.py has it as the lecture writes it), with a learning-rate
+warmup and cosine decay, gradient clipping, weight decay on matrices only, Muon, and bfloat16 (or float16
+with a loss scaler) where it is fast. Read down to "The lesson ends here"; below it is machinery (devices,
+the data's checks, the run's files, Ctrl-C, torchrun, the loss plot, the command line) and the settings.
 """
 
 import argparse

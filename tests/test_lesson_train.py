@@ -8,6 +8,7 @@ import torch
 import train
 from conftest import TINY, read_log, saved, train_here
 from gpt import GPT, GPTConfig
+from lecture_train import lecture_train
 
 
 def test_get_batch_shapes_and_targets_are_inputs_shifted_by_one():
@@ -19,6 +20,23 @@ def test_get_batch_shapes_and_targets_are_inputs_shifted_by_one():
         start = row_x[0].item()
         assert row_x.tolist() == list(range(start, start + 8))
         assert row_y.tolist() == list(range(start + 1, start + 9))
+
+
+def test_train_with_its_additions_turned_off_ends_with_the_lectures_loops_weights(prepared, capsys):
+    flags = [*TINY, "--no-rope", "--dropout", "0", "--optimizer", "adamw", "--learning-rate", "1e-3",
+             "--min-lr", "1e-3", "--warmup-iters", "0", "--weight-decay", "0", "--grad-clip", "0",
+             "--max-iters", "30", "--eval-interval", "10"]
+    train_here(prepared, *flags)
+    ours = saved(prepared / "out" / "last.pt")["model"]
+    args, _, _ = train.parse_args(["--data-dir", str(prepared / "data"), *flags])
+    data_info, _, eval_batches = train.make_batches(args, torch.device("cpu"))
+    train_data, _, _ = train.load_data(args.data_dir, args.block_size)
+    torch.manual_seed(args.seed)   # as train() does, before it builds the model
+    model = train.build_model(args, data_info["chars"])
+    lecture_train(model, train_data, eval_batches, 30, 10, 1e-3, args.batch_size, args.block_size)
+    assert "step 20: train loss" in capsys.readouterr().out
+    for name, weight in model.state_dict().items():
+        assert torch.equal(weight, ours[name]), name
 
 
 def test_muon_takes_the_blocks_matrices_adamw_the_rest_and_decay_spares_biases_and_gains():
