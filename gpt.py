@@ -190,6 +190,7 @@ class GPT(nn.Module):
         # Attention is blind to order: a learned vector per position says where it is (or rotate(), above).
         if not config.rope:
             self.position_embedding_table = nn.Embedding(config.block_size, config.n_embd)
+        # A list, not the lecture's nn.Sequential: each block is also given the positions (and a cache).
         self.blocks = nn.ModuleList([Block(config) for _ in range(config.n_layer)])
         self.ln_f = nn.LayerNorm(config.n_embd)
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size)

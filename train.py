@@ -9,7 +9,8 @@
 The loop is the lecture's (tests/lecture_train.py has it as the lecture writes it), with a learning-rate
 warmup and cosine decay, gradient clipping, weight decay on matrices only, Muon, and bfloat16 (or float16
 with a loss scaler) where it is fast. Read down to "The lesson ends here"; below it is machinery (devices,
-the data's checks, the run's files, Ctrl-C, torchrun, the loss plot, the command line) and the settings.
+the data's checks, the run's files, Ctrl-C, torchrun, the loss plot, the command line), then the settings:
+RECIPES holds each kind of run's batch_size, block_size, learning_rate and the rest, each also a flag.
 """
 
 import argparse
@@ -79,14 +80,14 @@ def estimate_loss(model, eval_batches, autocast):
     return out
 
 
-def configure_optimizers(model, optimizer, learning_rate, weight_decay, dtype=torch.float32,
+def configure_optimizers(model, name, learning_rate, weight_decay, dtype=torch.float32,
                          muon_lr_scale=2.0):
     """-> torch optimisers that together train every parameter once: AdamW, the lecture's, trains them all,
-    or with optimizer="muon" all but the blocks' weight matrices, which Muon (below) trains at muon_lr_scale
+    or with name="muon" all but the blocks' weight matrices, which Muon (below) trains at muon_lr_scale
     times the rate; it orthogonalises in bfloat16 if dtype, the run's number format, is bfloat16, else in
     float32. Weight decay pulls weights towards zero; biases and layer-norm gains, one number per channel,
     are spared. beta2 0.99 forgets the noisy first steps sooner than 0.999."""
-    in_blocks = [p for block in model.blocks for p in block.parameters()] if optimizer == "muon" else []
+    in_blocks = [p for block in model.blocks for p in block.parameters()] if name == "muon" else []
     matrices = [p for p in in_blocks if p.dim() == 2]
     rest = [p for p in model.parameters() if not any(p is m for m in matrices)]
     adamw = torch.optim.AdamW([   # "lr_scale": how the loop sets each group's lr from the schedule
@@ -118,7 +119,7 @@ def train(args, saved=None, init=None):
     schedule, two optimisers (Muon and AdamW), mixed precision with its loss scaler, torchrun's ranks, and
     the run's clock, files and Ctrl-C (RunControl, save_run). saved: last.pt's contents, to resume; init: a
     checkpoint whose weights start a fresh run (fine-tuning). -> the best validation loss."""
-    device, dtype, ranks = set_up(args)   # device, number format and (CPU recipe) model size, each with why
+    device, dtype, ranks = set_up(args)   # each said with why; the CPU recipe's model and batch fitted too
     torch.manual_seed(args.seed)          # the lecture's manual_seed(1337): the same first weights every run
     data_info, train_batch, eval_batches = make_batches(args, device)
     model = build_model(args, data_info["chars"], init).to(device)
@@ -133,7 +134,7 @@ def train(args, saved=None, init=None):
     iter_num, best_val_loss, elapsed = 0, math.inf, 0.0
     if saved is not None:   # --resume: the saved weights, optimisers, step, clock and random state
         iter_num, best_val_loss, elapsed = resume(saved, model, optimizers, scaler, data_info, args, device)
-    step_model = wrap_for_step(model, args, ranks, iter_num)   # the model, or DDP's wrapper around it
+    step_model = wrap_in_ddp(model, args, ranks, iter_num)   # the model; under torchrun, DDP's wrapper of it
     with RunControl(args, ranks, saved, iter_num, elapsed) as run:   # the clock, Ctrl-C, the progress bar
         while True:
             # Stop after max_iters steps or, with a time budget (max_iters then only sizes the schedule),
@@ -434,7 +435,7 @@ def model_args(args, chars):   # what a checkpoint records to rebuild the model
     return {"model": args.model, "vocab_size": len(chars), **sizes}
 
 
-def wrap_for_step(model, args, ranks, iter_num):
+def wrap_in_ddp(model, args, ranks, iter_num):
     """-> the model, or under torchrun the model in DDP, which averages the ranks' gradients."""
     if ranks.size == 1:
         return model
@@ -706,8 +707,8 @@ SETTINGS = {
     "activation": (["relu", "gelu", "relu2"], "the feed-forward's non-linearity (relu2: ReLU squared, So "
                    "et al., 2021)", "relu"),
     "qk_norm": (bool, "queries and keys to unit RMS before they meet (Henry et al., 2020)", False),
-    "max_iters": (number(int), "training steps, instead of the recipe's time budget (with a time budget: the "
-                  "length of the schedule, which follows the share of time used)", None),
+    "max_iters": (number(int), "training steps; given, they replace the recipe's time budget (under which "
+                  "the recipe's max_iters is only the schedule's length)", None),
     "time_budget": (number(float), "train this many minutes (resumes count) instead of --max-iters steps; "
                     "the schedule, drawn for --max-iters steps, follows the time used", None),
     "eval_interval": (number(int), "evaluate, log and save every this many steps", None),
@@ -782,7 +783,7 @@ def parse_args(argv=None):
         how = (dict(action=argparse.BooleanOptionalAction) if kind is bool else dict(choices=kind)
                if isinstance(kind, list) else dict(type=kind))
         recipes = ", ".join(f"{recipe} {values[name]}" for recipe, values in RECIPES.items()
-                            if name in values)   # a recipe's value comes before the default
+                            if values.get(name) is not None)   # a recipe's value comes before the default
         shown = [f"the recipe's ({recipes})"] if recipes else []
         shown += [] if default is None else [str(default)]
         help += f" (default: {', else '.join(shown)})" if shown else ""

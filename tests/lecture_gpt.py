@@ -2,6 +2,7 @@
 
 gpt.py runs all heads as one batch; apart from that, the two are the same model: load_from_gpt copies a
 gpt.GPT's weights in (so there is no init here) and the tests check both give the same logits and loss.
+The lecture names its model GPTLanguageModel; here it is LectureGPT, beside gpt.py's GPT.
 """
 
 import torch

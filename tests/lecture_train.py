@@ -1,9 +1,11 @@
 """The training loop as the lecture writes it: train.py's "before", as lecture_gpt.py is gpt.py's.
 
-Read this first. train.py's train() runs the same loop and adds, each on a line of its own: a learning-rate
-schedule, Muon beside AdamW, mixed precision with its loss scaler, gradient clipping, torchrun's ranks, and
-the run's clock, files and Ctrl-C. With all of those turned off (AdamW at a constant rate, float32, no
-clipping, no weight decay), train() ends with exactly this loop's weights: tests/test_lesson_train.py.
+Read this first. train.py's train() runs the same loop and adds to it (in its lines and the helpers they
+call): a learning-rate schedule, Muon beside AdamW, mixed precision with its loss scaler, gradient clipping,
+torchrun's ranks, and the run's clock, files and Ctrl-C. With all of those turned off (AdamW at a constant
+rate, float32, no clipping, no weight decay), train() ends with exactly this loop's weights (a test in
+tests/test_lesson_train.py). get_batch and estimate_loss are train.py's: the lecture's, with the data and
+sizes passed in, and the evaluation's batches drawn once so that every evaluation scores the same text.
 """
 
 import contextlib
@@ -15,13 +17,14 @@ from train import estimate_loss, get_batch
 
 def lecture_train(model, train_data, eval_batches, max_iters, eval_interval, learning_rate, batch_size,
                   block_size):
-    """Train model on train_data (ids) for max_iters steps -> the model. eval_batches: estimate_loss's."""
+    """Train model on train_data (ids) for max_iters steps -> the model. eval_batches: the fixed (x, y)
+    batches of each split that estimate_loss scores, {"train": [...], "val": [...]}."""
     # The lecture's AdamW(model.parameters(), lr=learning_rate), but without weight decay and with beta2
     # 0.99, train.py's (the lecture keeps PyTorch's 0.01 and 0.999), so that the two loops can be compared.
     optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, betas=(0.9, 0.99), weight_decay=0.0)
     for iter in range(max_iters):
         if iter % eval_interval == 0:   # now and then: the loss on text it learns from, and on text held out
-            losses = estimate_loss(model, eval_batches, contextlib.nullcontext())
+            losses = estimate_loss(model, eval_batches, contextlib.nullcontext())   # float32: no autocast
             print(f"step {iter}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}")
         xb, yb = get_batch(train_data, batch_size, block_size, "cpu")   # (B, T) inputs, (B, T) targets
         logits, loss = model(xb, yb)                  # the forward pass: (B, T, vocab_size), the mean loss

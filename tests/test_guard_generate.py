@@ -1,9 +1,12 @@
-"""generate.py's protection: typed prompts, files kept whole, full disks, memory, and one-line errors."""
+"""generate.py's protection: typed prompts, files kept whole, full disks, memory, one-line errors, the PNG."""
 
 import signal
+import struct
 import subprocess
 import sys
+import zlib
 
+import numpy as np
 import pytest
 import torch
 
@@ -128,3 +131,22 @@ def test_an_allocation_that_fails_is_one_line_and_a_bug_still_shows_its_tracebac
                         "--max-new-tokens", "2", cwd=tmp_path, memory_gb=12)
     assert_one_line_error(result, "out of memory: try a smaller --num-samples")
     assert not generate.out_of_memory(RuntimeError("mat1 and mat2 shapes cannot be multiplied (2x3 and 4x5)"))
+
+
+def test_the_png_is_a_valid_grey_image_of_every_head():
+    weights = torch.rand(3, 2, 16, 16).tril()
+    png = generate.attention_png(weights)
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    chunks, at = {}, 8
+    while at < len(png):   # every chunk: length, kind, data, and a CRC that must match
+        length, kind = struct.unpack(">I4s", png[at:at + 8])
+        data = png[at + 8:at + 8 + length]
+        assert struct.unpack(">I", png[at + 8 + length:at + 12 + length])[0] == zlib.crc32(kind + data)
+        chunks[kind], at = data, at + 12 + length
+    width, height, depth, colour = struct.unpack(">IIBB", chunks[b"IHDR"][:10])
+    side = 16 * 16 + 6                                                     # 16 pixels a weight, a frame
+    assert (width, height, depth, colour) == (2 * side, 3 * side, 8, 0)
+    pixels = np.frombuffer(zlib.decompress(chunks[b"IDAT"]), np.uint8).reshape(height, width + 1)
+    assert (pixels[:, 0] == 0).all()                                        # filter 0 on every row
+    head = pixels[2 * side + 3:3 * side - 3, 1 + side + 3:1 + 2 * side - 3]   # layer 3, head 2
+    assert (head[::16, ::16] == np.round(255 * (1 - weights[2, 1].numpy()))).all()

@@ -1,4 +1,4 @@
-"""train.py's protection: each machine's settings, exact resumes, files kept whole, and one-line errors."""
+"""train.py's protection: each machine's settings, exact resumes, whole files, one-line errors, the plot."""
 
 import argparse
 import os
@@ -448,3 +448,14 @@ def test_a_resume_onto_another_text_with_the_same_characters_points_to_init_from
     with pytest.raises(SystemExit,
                        match="trained on other data than other/ holds; .* --init-from out/ckpt.pt"):
         train.main(["--resume", "--data-dir", "other", "--max-iters", "200"])
+
+
+def test_the_plot_draws_both_losses_and_shows_overfitting():
+    losses = [(4.2, 4.2), (2.5, 2.6), (2.0, 2.2), (1.6, 1.8), (1.2, 1.9), (1.0, 2.1)]
+    chart = train.plot_log([[100 * i, t, v, i, ""] for i, (t, v) in enumerate(losses)]).splitlines()
+    assert len(chart) == 1 + 6 and chart[1].split()[:3] == ["0", "4.2000", "4.2000"]
+    bars = [line.split("|")[1] for line in chart[2:]]
+    # train (.) falls to the left edge; val (o) parts from it
+    assert bars[0].index(".") < bars[0].index("o") and bars[-1].index(".") == 0
+    gaps = [bar.index("o") - bar.index(".") for bar in bars]
+    assert gaps[-1] > gaps[-2] > gaps[1]

@@ -2,8 +2,6 @@
 
 import argparse
 import csv
-import struct
-import zlib
 
 import numpy as np
 import torch
@@ -188,25 +186,6 @@ def test_the_drawing_labels_rows_and_columns_and_shades_by_weight():
     assert lines[1].split() == ["a·b", "a·b"]
     # a weight of 0 is blank
     assert [line.split() for line in lines[2:5]] == [["a", "@", "@"], ["·", "@", "@"], ["b", "+.+", "@"]]
-
-
-def test_the_png_is_a_valid_grey_image_of_every_head():
-    weights = torch.rand(3, 2, 16, 16).tril()
-    png = generate.attention_png(weights)
-    assert png[:8] == b"\x89PNG\r\n\x1a\n"
-    chunks, at = {}, 8
-    while at < len(png):   # every chunk: length, kind, data, and a CRC that must match
-        length, kind = struct.unpack(">I4s", png[at:at + 8])
-        data = png[at + 8:at + 8 + length]
-        assert struct.unpack(">I", png[at + 8 + length:at + 12 + length])[0] == zlib.crc32(kind + data)
-        chunks[kind], at = data, at + 12 + length
-    width, height, depth, colour = struct.unpack(">IIBB", chunks[b"IHDR"][:10])
-    side = 16 * 16 + 6                                                     # 16 pixels a weight, a frame
-    assert (width, height, depth, colour) == (2 * side, 3 * side, 8, 0)
-    pixels = np.frombuffer(zlib.decompress(chunks[b"IDAT"]), np.uint8).reshape(height, width + 1)
-    assert (pixels[:, 0] == 0).all()                                        # filter 0 on every row
-    head = pixels[2 * side + 3:3 * side - 3, 1 + side + 3:1 + 2 * side - 3]   # layer 3, head 2
-    assert (head[::16, ::16] == np.round(255 * (1 - weights[2, 1].numpy()))).all()
 
 
 def test_show_attention_and_the_png_from_the_command_line(gpt_checkpoint, bigram_checkpoint, tmp_path):

@@ -105,17 +105,6 @@ def test_the_gpt_learns_and_its_checkpoint_holds_plain_values_only(prepared):
     assert checkpoint["best_val_loss"] == best
 
 
-def test_the_plot_draws_both_losses_and_shows_overfitting():
-    losses = [(4.2, 4.2), (2.5, 2.6), (2.0, 2.2), (1.6, 1.8), (1.2, 1.9), (1.0, 2.1)]
-    chart = train.plot_log([[100 * i, t, v, i, ""] for i, (t, v) in enumerate(losses)]).splitlines()
-    assert len(chart) == 1 + 6 and chart[1].split()[:3] == ["0", "4.2000", "4.2000"]
-    bars = [line.split("|")[1] for line in chart[2:]]
-    # train (.) falls to the left edge; val (o) parts from it
-    assert bars[0].index(".") < bars[0].index("o") and bars[-1].index(".") == 0
-    gaps = [bar.index("o") - bar.index(".") for bar in bars]
-    assert gaps[-1] > gaps[-2] > gaps[1]
-
-
 def test_each_evaluation_shows_a_sample_drawn_the_same_way_without_touching_training(prepared, capsys):
     train_here(prepared, *TINY, "--optimizer", "adamw", "--max-iters", "20", "--eval-interval", "10")
     lines = capsys.readouterr().out.splitlines()
