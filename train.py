@@ -8,9 +8,9 @@
 
 The loop is the lecture's (tests/lecture_train.py has it as the lecture writes it), with a learning-rate
 warmup and cosine decay, gradient clipping, weight decay on matrices only, Muon, and bfloat16 (or float16
-with a loss scaler) where it is fast. Read down to "The lesson ends here"; below it is machinery (devices,
-the data's checks, the run's files, Ctrl-C, torchrun, the loss plot, the command line), then the settings:
-RECIPES holds each kind of run's batch_size, block_size, learning_rate and the rest, each also a flag.
+with a loss scaler) where it is fast. Read down to "The lesson ends here"; below it: exercise 2, machinery
+(devices, the data's checks, the run's files, Ctrl-C, torchrun, the loss plot, the command line) and the
+settings: RECIPES holds each kind of run's batch_size, block_size, learning_rate and the rest, each a flag.
 """
 
 import argparse
@@ -48,7 +48,7 @@ def make_batches(args, device):
     batch; the evaluation's batches {"train": [(x, y), ...], "val": [...]}). The lecture draws new evaluation
     batches each time; these are drawn once, so that every evaluation scores the same text."""
     if args.task == "addition":
-        return addition_batches(args, device)   # exercise 2, after the loop
+        return addition_batches(args, device)   # exercise 2, just below the lesson
     B, T = args.batch_size, args.block_size
     train_data, val_data, info = load_data(args.data_dir, T)
     fixed = torch.Generator().manual_seed(1234)   # its own random stream: the same batches every time
@@ -243,6 +243,11 @@ def orthogonalize(G, steps=5):
     return X.T if G.size(0) > G.size(1) else X           # G's shape
 
 
+# =================================================================================================
+# The lesson ends here: above, the batches, the loss estimate, the optimisers, the schedule and the loop
+# (the models are in bigram.py and gpt.py). Below: exercise 2's sums, then machinery, then the settings.
+# =================================================================================================
+
 # Exercise 2 of the lecture: a GPT that adds. Each example is one problem, "a+b=" and then the sum, every
 # number written the way we add by hand, its least significant digit first: 54 + 9 = 63 is "450+900=3600"
 # with 3 digits. The sum's digit i then depends only on a's and b's digit i and the carry, which the
@@ -295,10 +300,8 @@ def addition_batch(problems, digits, device):
     return x.to(device), y.to(device)
 
 
-# =================================================================================================
-# The lesson ends here: above, the batches, the loss estimate, the optimisers, the schedule, the loop
-# and exercise 2's sums (the models are in bigram.py and gpt.py). Below: machinery, then the settings.
-# =================================================================================================
+# -----------------------------------------------------------------------------
+# Machinery: one-line errors, the device and number format, the CPU recipe's fit, the data's checks
 
 def fail(message):   # a mistake the user can fix: one line naming the fix, exit status 1, no traceback
     raise SystemExit(f"train.py: error: {message}")
