@@ -12,7 +12,7 @@ Shapes in comments: B = batch, T = time (positions, at most block_size), C = cha
 nh = n_head, hs = head_size = C / nh. Left out on purpose: training (train.py) and sampling controls
 (generate.py); it imports nothing of the project. Beyond the lecture: exercise 4's changes from later
 papers (train.py's CPU recipe turns on RoPE), a fast path that keeps the same rule (one fused attention
-call); below the divider: ReLU squared, and the KV cache that sampling uses.
+call); below the divider: ReLU squared, and the KV cache that sampling uses (its two hooks are marked).
 """
 
 import math
@@ -198,7 +198,7 @@ class GPT(nn.Module):
             # embeds it, so one matrix learns from both ends of the model (and vocab_size * C weights go).
             self.lm_head.weight = self.token_embedding_table.weight             # (vocab_size, C), one tensor
 
-        # Small random weights (std 0.02, as the lecture's code and GPT-2): the first loss is about
+        # Small random weights (std 0.02, as the lecture's final gpt.py and GPT-2): the first loss is about
         # ln(vocab_size). As GPT-2, the two projections per block that add into the residual stream
         # start smaller still, by 1 / sqrt(2 * n_layer), so the stream's variance does not grow with depth.
         residual_projections = [m for block in self.blocks for m in (block.sa.proj, block.ffwd.net[2])]

@@ -114,11 +114,12 @@ def get_lr(step, learning_rate, min_lr, warmup_iters, lr_decay_iters):
 
 
 def train(args, saved=None, init=None):
-    """The lecture's loop: every eval_interval steps, estimate_loss; then a batch, the forward pass,
-    zero_grad, backward and the optimiser's step. What it adds, each on its own line: the learning-rate
-    schedule, two optimisers (Muon and AdamW), mixed precision with its loss scaler, torchrun's ranks, and
-    the run's clock, files and Ctrl-C (RunControl, save_run). saved: last.pt's contents, to resume; init: a
-    checkpoint whose weights start a fresh run (fine-tuning). -> the best validation loss."""
+    """The lecture's loop (tests/lecture_train.py): every eval_interval steps, estimate_loss; then a batch,
+    the forward pass, zero_grad, backward and the optimiser's step. What it adds, each on its own line: the
+    rate's schedule, two optimisers (Muon, AdamW), mixed precision with its loss scaler, and from below the
+    divider: set_up (device, number format), resume and save_run (last.pt, ckpt.pt, log.csv), wrap_in_ddp
+    (torchrun), RunControl (the clock, Ctrl-C, the progress bar) and finish (the summary). saved: last.pt's
+    contents, to resume; init: a checkpoint whose weights start a fresh run. -> the best validation loss."""
     device, dtype, ranks = set_up(args)   # each said with why; the CPU recipe's model and batch fitted too
     torch.manual_seed(args.seed)          # the lecture's manual_seed(1337): the same first weights every run
     data_info, train_batch, eval_batches = make_batches(args, device)
@@ -137,8 +138,8 @@ def train(args, saved=None, init=None):
     step_model = wrap_in_ddp(model, args, ranks, iter_num)   # the model; under torchrun, DDP's wrapper of it
     with RunControl(args, ranks, saved, iter_num, elapsed) as run:   # the clock, Ctrl-C, the progress bar
         while True:
-            # Stop after max_iters steps or, with a time budget (max_iters then only sizes the schedule),
-            # once it is spent. Every eval_interval steps and at the end: measure, log, save.
+            # Stop after max_iters steps or, with a time budget, once it is spent (the schedule then runs on
+            # the share of time used, over max_iters). Every eval_interval steps and at the end: measure.
             finished = run.finished(iter_num)
             if (iter_num % args.eval_interval == 0 or finished) and ranks.master:
                 losses = estimate_loss(model, eval_batches, autocast)

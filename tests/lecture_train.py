@@ -23,7 +23,7 @@ def lecture_train(model, train_data, eval_batches, max_iters, eval_interval, lea
     # 0.99, train.py's (the lecture keeps PyTorch's 0.01 and 0.999), so that the two loops can be compared.
     optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, betas=(0.9, 0.99), weight_decay=0.0)
     for iter in range(max_iters):
-        if iter % eval_interval == 0:   # now and then: the loss on text it learns from, and on text held out
+        if iter % eval_interval == 0 or iter == max_iters - 1:   # the loss on both splits, and at the end
             losses = estimate_loss(model, eval_batches, contextlib.nullcontext())   # float32: no autocast
             print(f"step {iter}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}")
         xb, yb = get_batch(train_data, batch_size, block_size, "cpu")   # (B, T) inputs, (B, T) targets
