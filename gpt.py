@@ -6,7 +6,7 @@ position look back at all the positions before it, and decide *how much* to take
 that is self-attention. Stack that with a small per-position network, wrap both in residual
 connections and layer norms, and repeat: that is the whole model, read here from top to bottom.
 
-    python gpt.py        # builds the lecture's model and prints it with its size (train.py trains it)
+    python gpt.py        # the lecture's model, printed with its size (train.py --preset lecture trains it)
 
 Shapes in comments: B = batch, T = time (positions, at most block_size), C = channels (n_embd),
 nh = n_head, hs = head_size = C / nh. Left out on purpose: training (train.py) and sampling controls
@@ -255,8 +255,8 @@ class ReLUSquared(nn.Module):   # max(0, x)^2 ("Primer", So et al., 2021): 0 bel
 
 
 class KVCache:
-    """Every layer's keys and values so far, for sampling: they depend only on earlier positions, so they
-    stay true. Its two hooks: GPT.forward calls advance, each layer's CausalSelfAttention calls update."""
+    """Every layer's keys and values so far, for sampling: they depend only on their position and earlier
+    ones, so they stay true. Its hooks: GPT.forward calls advance, each CausalSelfAttention calls update."""
 
     def __init__(self, config):
         self.block_size = config.block_size

@@ -10,7 +10,7 @@ The loop is the lecture's (tests/lecture_train.py has it as the lecture writes i
 warmup and cosine decay, gradient clipping, weight decay on matrices only, Muon, and bfloat16 (or float16
 with a loss scaler) where it is fast. Read down to "The lesson ends here"; below it: exercise 2, machinery
 (devices, the data's checks, the run's files, Ctrl-C, torchrun, the loss plot, the command line) and the
-settings: RECIPES holds each kind of run's batch_size, block_size, learning_rate and the rest, each a flag.
+settings: RECIPES (and CPU_FITS) hold each run's batch_size, block_size, learning_rate..., each a flag.
 """
 
 import argparse

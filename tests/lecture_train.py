@@ -23,12 +23,13 @@ def lecture_train(model, train_data, eval_batches, max_iters, eval_interval, lea
     # 0.99, train.py's (the lecture keeps PyTorch's 0.01 and 0.999), so that the two loops can be compared.
     optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, betas=(0.9, 0.99), weight_decay=0.0)
     for iter in range(max_iters):
-        if iter % eval_interval == 0 or iter == max_iters - 1:   # the loss on both splits, and at the end
+        # Now and then, and once more before the last step: the loss on the text it learns from and on val.
+        if iter % eval_interval == 0 or iter == max_iters - 1:
             losses = estimate_loss(model, eval_batches, contextlib.nullcontext())   # float32: no autocast
             print(f"step {iter}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}")
         xb, yb = get_batch(train_data, batch_size, block_size, "cpu")   # (B, T) inputs, (B, T) targets
         logits, loss = model(xb, yb)                  # the forward pass: (B, T, vocab_size), the mean loss
         optimizer.zero_grad(set_to_none=True)         # forget the last step's gradients
         loss.backward()                               # the gradient of the loss for every parameter
-        optimizer.step()                              # one step down that gradient
+        optimizer.step()                              # one AdamW step down it, scaled per parameter
     return model
