@@ -516,7 +516,7 @@ def save_run(args, model, optimizers, scaler, data_info, iter_num, best_val_loss
         fail(f"cannot write to {args.out_dir}/ ({e.strerror}); it holds {held}")
 
 
-def read_run(path, keys=("optimizers", "scaler", "rng_state", "cuda_rng_state", "elapsed_s", "data", "log")):
+def read_run(path, keys=("optimizers", "scaler", "rng_state", "cuda_rng_state", "elapsed_s", "data")):
     """last.pt (with keys=(), any train.py checkpoint) -> its contents, read weights_only: no code runs."""
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
@@ -589,7 +589,8 @@ class RunControl:
         self.start = time.monotonic() - elapsed   # the clock counts the runs this one resumes
         self.signal, self.seconds, self.share, self.bad_losses = 0, elapsed, 0.0, 0
         self.lock = claim_out_dir(args, saved) if ranks.master else None
-        self.log = [row for row in saved["log"] if row[0] < iter_num] if saved else []   # log.csv's rows
+        # log.csv's rows: those before the resumed step (a last.pt older than this log holds none)
+        self.log = [row for row in saved.get("log", []) if row[0] < iter_num] if saved else []
         self.progress = progress_bar(args, iter_num, ranks)
         self.previous = {s: signal.signal(s, self.request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
 
