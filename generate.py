@@ -152,11 +152,11 @@ def parse_args(argv=None):
                              ("--top-p", args.top_p is None or 0 < args.top_p <= 1, "above 0, at most 1"),
                              ("--num-samples", args.num_samples >= 1, "1 or more"),
                              ("--seed", args.seed is None or 0 <= args.seed < 2**63, "in [0, 2**63)"),
-                             ("--prompt", args.prompt or args.interactive, "at least one character"),
-                             ("--interactive", not args.interactive or not args.show_attention
-                              and not args.attention_png, "left out to draw the attention over --prompt")]:
+                             ("--prompt", args.prompt or args.interactive, "at least one character")]:
         if not ok:
             fail(f"{flag} must be {wanted}, got {getattr(args, flag[2:].replace('-', '_'))!r}")
+    if args.interactive and (args.show_attention or args.attention_png):
+        fail("--interactive continues the lines you type; the attention is drawn over --prompt: give one")
     return args
 
 

@@ -87,7 +87,7 @@ MISTAKES = [   # (flags, a file to write first, what the one line says)
         "model": "bigram", "vocab_size": 3}}), "size mismatch"),
     (["--prompt", "KING€:"], None, "never saw: ['€']"),
     (["--prompt", ""], None, "--prompt must be at least one character"),
-    (["--interactive", "--show-attention"], None, "--interactive must be left out to draw the attention"),
+    (["--interactive", "--show-attention"], None, "--interactive continues the lines you type"),
     (["--temperature", "-1"], None, "--temperature"),
     (["--temperature", "nan"], None, "--temperature"),
     (["--temperature", "inf"], None, "--temperature"),
