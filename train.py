@@ -1,4 +1,5 @@
-"""Step 3 of the lesson: train a model on the prepared text and watch the loss fall.
+"""Step 3 of the lesson, after prepare.py (the text as integers) and bigram.py (the simplest model): train
+a model on the prepared text and watch the loss fall.
 
     python train.py                     # the GPT, with the recipe for this machine, into out/
     python train.py --preset lecture    # the lecture's model and its 5,000 steps (wants a GPU)
@@ -6,9 +7,10 @@
     python train.py --model bigram --out-dir out-bigram   # the bigram baseline (seconds)
     python train.py --task addition --out-dir out-addition   # a GPT that learns to add (a minute or two)
 
-The loop is the lecture's (tests/lecture_train.py has it as the lecture writes it), with a learning-rate
-warmup and cosine decay, gradient clipping, weight decay on matrices only, Muon, and bfloat16 (or float16
-with a loss scaler) where it is fast. Read down to "The lesson ends here"; below it: exercise 2, machinery
+tests/lecture_train.py holds the lecture's loop as the lecture writes it. train() below runs the same loop
+and adds a learning-rate schedule, gradient clipping, weight decay, Muon beside AdamW, and mixed precision
+(bfloat16, or float16 with a loss scaler) where it is fast. As in the lecture's script, each piece comes
+before the loop that uses it. Read down to "The lesson ends here"; below it: exercise 2, then machinery
 (devices, the data's checks, the run's files, Ctrl-C, torchrun, the loss plot, the command line) and the
 settings: RECIPES (and CPU_FITS) hold each run's batch_size, block_size, learning_rate..., each a flag.
 """
@@ -34,8 +36,9 @@ from prepare import decode, encode
 
 
 def get_batch(data, batch_size, block_size, device, generator=None):
-    """batch_size random chunks of data -> inputs x (B, T) and targets y (B, T), y = x shifted by one:
-    a chunk of block_size + 1 characters holds block_size examples, with contexts 1 to block_size long."""
+    """batch_size random chunks of data (a 1-D array of ids) -> inputs x (B, T) and targets y (B, T), y = x
+    shifted by one: a chunk of block_size + 1 characters holds block_size examples, with contexts 1 to
+    block_size long. The lecture's torch.stack of slices, as one numpy index (data is a numpy memory map)."""
     ix = torch.randint(len(data) - block_size, (batch_size,), generator=generator)  # (B,) chunk starts
     offsets = ix.numpy()[:, None] + np.arange(block_size + 1)                     # (B, T + 1)
     chunk = torch.from_numpy(data[offsets].astype(np.int64))                      # (B, T + 1)
@@ -44,9 +47,10 @@ def get_batch(data, batch_size, block_size, device, generator=None):
 
 
 def make_batches(args, device):
-    """-> (data_info: what the run learns from, for --resume to check; a function that draws a training
-    batch; the evaluation's batches {"train": [(x, y), ...], "val": [...]}). The lecture draws new evaluation
-    batches each time; these are drawn once, so that every evaluation scores the same text."""
+    """-> (data_info: the characters and what else the run learns from, kept in its checkpoints; a function
+    that draws a training batch; the evaluation's batches {"train": [(x, y), ...], "val": [...]}). The
+    lecture draws new evaluation batches each time; these are drawn once, so every evaluation scores the
+    same text."""
     if args.task == "addition":
         return addition_batches(args, device)   # exercise 2, just below the lesson
     B, T = args.batch_size, args.block_size
@@ -55,42 +59,53 @@ def make_batches(args, device):
 
     def train_batch(generator=None):
         return get_batch(train_data, B, T, device, generator)
-    val = [get_batch(val_data, B, T, device, fixed) for _ in range(args.eval_iters)]
-    return info, train_batch, {"train": [train_batch(fixed) for _ in range(args.eval_iters)], "val": val}
+    eval_batches = {"val": [get_batch(val_data, B, T, device, fixed) for _ in range(args.eval_iters)],
+                    "train": [train_batch(fixed) for _ in range(args.eval_iters)]}
+    return info, train_batch, eval_batches
 
 
 @torch.no_grad()
 def estimate_loss(model, eval_batches, autocast):
-    """Mean loss over each split's batches -> {"train", "val", and "train_exact", "val_exact": the share of
-    rows with every target predicted right: for the addition, the answer}. model.eval(): no dropout."""
+    """The mean loss over each split's batches -> {"train": ..., "val": ...}. autocast: the run's number
+    format (mixed precision, below). model.eval(): no dropout while measuring."""
     model.eval()
     out = {}
     for split, batches in eval_batches.items():
-        losses, right = [], []
+        losses = []
         for x, y in batches:
             with autocast:
                 logits, loss = model(x, y)
             losses.append(loss.item() * len(x))   # weighted by its rows: a last, smaller batch counts less
-            # Greedy decoding writes the whole answer right exactly when at each of its positions the
-            # likeliest character is the true one, after the true ones before: one pass tells it all.
-            right.append(((logits.argmax(dim=-1) == y) | (y == -1)).all(dim=1))   # (B,)
         out[split] = sum(losses) / sum(len(x) for x, _ in batches)
-        out[split + "_exact"] = torch.cat(right).float().mean().item()
     model.train()
     return out
 
 
-def configure_optimizers(model, name, learning_rate, weight_decay, dtype=torch.float32,
+def build_model(args, chars, init=None):
+    """The GPT (or the bigram) of args' sizes for this vocabulary; with init, its pretrained weights."""
+    chars = "".join(chars)
+    config = GPTConfig(vocab_size=len(chars), **{k: getattr(args, k) for k in GPT_ARGS},
+                       fused_attention=args.attention == "fused")   # GPT_ARGS: the settings that build a GPT
+    model = GPT(config) if args.model == "gpt" else BigramLanguageModel(len(chars))
+    if init is not None:   # exercise 3: pretrained weights (parse_args took the sizes from the same file)
+        if init["vocab"] != chars:
+            fail(f"{args.init_from} knows other characters than {args.data_dir}/; prepare the text with "
+                 f"its vocabulary: python prepare.py --vocab {init['config']['data_dir']}/vocab.json ...")
+        model.load_state_dict(init["model"])
+    return model
+
+
+def configure_optimizers(model, optimizer, learning_rate, weight_decay, dtype=torch.float32,
                          muon_lr_scale=2.0):
-    """-> torch optimisers that together train every parameter once: AdamW, the lecture's, trains them all,
-    or with name="muon" all but the blocks' weight matrices, which Muon (below) trains at muon_lr_scale
-    times the rate; it orthogonalises in bfloat16 if dtype, the run's number format, is bfloat16, else in
-    float32. Weight decay pulls weights towards zero; biases and layer-norm gains, one number per channel,
-    are spared. beta2 0.99 forgets the noisy first steps sooner than 0.999."""
-    in_blocks = [p for block in model.blocks for p in block.parameters()] if name == "muon" else []
+    """-> torch optimisers that together train every parameter once. optimizer="adamw": AdamW, the
+    lecture's, trains them all; "muon": Muon (below) trains the blocks' weight matrices at muon_lr_scale
+    times the rate, AdamW the rest. Muon orthogonalises in bfloat16 if dtype, the run's number format, is
+    bfloat16, else in float32. Weight decay pulls weights towards zero; biases and layer-norm gains, one
+    number per channel, are spared. beta2 0.99 forgets the noisy first steps sooner than 0.999."""
+    in_blocks = [p for block in model.blocks for p in block.parameters()] if optimizer == "muon" else []
     matrices = [p for p in in_blocks if p.dim() == 2]
-    rest = [p for p in model.parameters() if not any(p is m for m in matrices)]
-    adamw = torch.optim.AdamW([   # "lr_scale": how the loop sets each group's lr from the schedule
+    rest = [p for p in model.parameters() if all(p is not m for m in matrices)]   # `in` compares values
+    adamw = torch.optim.AdamW([   # "lr_scale": each group's rate is the schedule's times this
         {"params": [p for p in rest if p.dim() >= 2], "weight_decay": weight_decay, "lr_scale": 1.0},
         {"params": [p for p in rest if p.dim() < 2], "weight_decay": 0.0, "lr_scale": 1.0},
     ], lr=learning_rate, betas=(0.9, 0.99))
@@ -100,113 +115,6 @@ def configure_optimizers(model, name, learning_rate, weight_decay, dtype=torch.f
     muon = Muon([{"params": matrices, "lr_scale": muon_lr_scale}], lr=learning_rate * muon_lr_scale,
                 weight_decay=weight_decay, orthogonalize_in=orthogonalize_in)
     return [muon, adamw]
-
-
-def get_lr(step, learning_rate, min_lr, warmup_iters, lr_decay_iters):
-    """Linear warmup for warmup_iters steps (early estimates of the gradient's scale are poor), then
-    cosine decay to min_lr at lr_decay_iters (small late steps settle into a minimum)."""
-    if step < warmup_iters:
-        return learning_rate * (step + 1) / warmup_iters
-    if step >= lr_decay_iters:
-        return min_lr
-    progress = (step - warmup_iters) / max(1, lr_decay_iters - warmup_iters)      # 0 -> 1
-    return min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (learning_rate - min_lr)
-
-
-def train(args, saved=None, init=None):
-    """The lecture's loop (tests/lecture_train.py): every eval_interval steps, estimate_loss; then a batch,
-    the forward pass, zero_grad, backward and the optimiser's step. What it adds, each on its own line: the
-    rate's schedule, two optimisers (Muon, AdamW), mixed precision with its loss scaler, and from below the
-    divider: set_up (device, number format), resume and save_run (last.pt, ckpt.pt, log.csv), wrap_in_ddp
-    (torchrun), RunControl (the clock, Ctrl-C, the progress bar) and finish (the summary). saved: last.pt's
-    contents, to resume; init: a checkpoint whose weights start a fresh run. -> the best validation loss."""
-    device, dtype, ranks = set_up(args)   # each said with why; the CPU recipe's model and batch fitted too
-    torch.manual_seed(args.seed)          # the lecture's manual_seed(1337): the same first weights every run
-    data_info, train_batch, eval_batches = make_batches(args, device)
-    model = build_model(args, data_info["chars"], init).to(device)
-    if ranks.master:   # under torchrun, rank 0 speaks for all
-        print(f"{sum(p.numel() for p in model.parameters()):,} parameters", flush=True)
-    optimizers = configure_optimizers(model, args.optimizer, args.learning_rate, args.weight_decay, dtype)
-    # Mixed precision (nanoGPT's two lines): the matrix multiplies in bfloat16 or float16. float16's small
-    # range needs the scaler: backward runs on the loss times a large scale, so that tiny gradients do not
-    # round to zero; the step divides it out, or skips a step whose gradients overflowed (else: no-ops).
-    autocast = contextlib.nullcontext() if dtype == torch.float32 else torch.autocast(device.type, dtype)
-    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
-    iter_num, best_val_loss, elapsed = 0, math.inf, 0.0
-    if saved is not None:   # --resume: the saved weights, optimisers, step, clock and random state
-        iter_num, best_val_loss, elapsed = resume(saved, model, optimizers, scaler, data_info, args, device)
-    step_model = wrap_in_ddp(model, args, ranks, iter_num)   # the model; under torchrun, DDP's wrapper of it
-    with RunControl(args, ranks, saved, iter_num, elapsed) as run:   # the clock, Ctrl-C, the progress bar
-        while True:
-            # Stop after max_iters steps or, with a time budget, once it is spent (the schedule then runs on
-            # the share of time used, over max_iters). Every eval_interval steps and at the end: measure.
-            finished = run.finished(iter_num)
-            if (iter_num % args.eval_interval == 0 or finished) and ranks.master:
-                losses = estimate_loss(model, eval_batches, autocast)
-                improved = losses["val"] < best_val_loss   # ckpt.pt: the lowest val loss so far
-                best_val_loss = min(best_val_loss, losses["val"])
-                exact = f", exact match {losses['val_exact']:.2%}" if args.task == "addition" else ""
-                run.progress.write(f"step {iter_num}: train loss {losses['train']:.4f}, "
-                                   f"val loss {losses['val']:.4f}{exact} ({run.seconds:.1f} s)"
-                                   + " -> ckpt.pt" * improved)
-                if args.task == "text":   # what the model writes at this loss, the same draw every time
-                    run.progress.write("sample: " + sample_text(model, data_info["chars"], device))
-                save_run(args, model, optimizers, scaler, data_info, iter_num, best_val_loss, run, losses,
-                         improved)
-            if finished or run.interrupted():   # Ctrl-C or SIGTERM: save this step's state and stop
-                break
-            # One step of gradient descent on one random batch, at the schedule's learning rate.
-            lr = get_lr(run.schedule_step(iter_num), args.learning_rate, args.min_lr, args.warmup_iters,
-                        args.max_iters)
-            x, y = train_batch()
-            with autocast:
-                logits, loss = step_model(x, y)
-            for optimizer in optimizers:
-                optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()                  # loss.backward(), through the scaler
-            optimizer_step(model, optimizers, scaler, lr, args.grad_clip)
-            iter_num += 1
-            run.stepped(iter_num, loss.item(), lr, scaler)   # the bar; stops a loss gone inf or NaN
-        finish(args, model, optimizers, scaler, data_info, iter_num, best_val_loss, run, ranks)
-    return best_val_loss
-
-
-def sample_text(model, chars, device, length=80):
-    """The model's generate(): its first `length` characters after a newline, drawn with a generator of
-    their own: every evaluation's line starts from the same seed, so they compare; training's is untouched."""
-    model.eval()
-    start = torch.tensor([encode("\n", chars) if "\n" in chars else [0]], device=device)      # (1, 1)
-    idx = model.generate(start, length, generator=torch.Generator(device).manual_seed(0))   # (1, 1 + length)
-    model.train()
-    return decode(idx[0, 1:].tolist(), chars).replace("\n", "↵")
-
-
-def build_model(args, chars, init=None):
-    """The GPT (or the bigram) of args' sizes for this vocabulary; with init, its pretrained weights."""
-    chars = "".join(chars)
-    config = GPTConfig(vocab_size=len(chars), **{k: getattr(args, k) for k in GPT_ARGS},
-                       fused_attention=args.attention == "fused")
-    model = GPT(config) if args.model == "gpt" else BigramLanguageModel(len(chars))
-    if init is not None:   # Exercise 3: pretrained weights (parse_args took the sizes from the same file)
-        if init["vocab"] != chars:
-            fail(f"{args.init_from} knows other characters than {args.data_dir}/; prepare the text with "
-                 f"its vocabulary: python prepare.py --vocab {init['config']['data_dir']}/vocab.json ...")
-        model.load_state_dict(init["model"])
-    return model
-
-
-def optimizer_step(model, optimizers, scaler, lr, grad_clip):
-    """optimizer.step() for each optimiser at lr (times each group's lr_scale), once the scaler has divided
-    its scale out of the gradients and their length is capped at grad_clip (0: no cap)."""
-    for optimizer in optimizers:
-        for group in optimizer.param_groups:
-            group["lr"] = lr * group["lr_scale"]
-        scaler.unscale_(optimizer)                 # the true gradients, for the clip below
-    if grad_clip > 0:   # so that one unlucky batch cannot throw the weights far
-        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-    for optimizer in optimizers:
-        scaler.step(optimizer)                     # optimizer.step(), unless float16 overflowed
-    scaler.update()
 
 
 class Muon(torch.optim.Optimizer):
@@ -244,9 +152,105 @@ def orthogonalize(G, steps=5):
     return X.T if G.size(0) > G.size(1) else X           # G's shape
 
 
+def get_lr(step, learning_rate, min_lr, warmup_iters, max_iters):
+    """Linear warmup for warmup_iters steps (early estimates of the gradient's scale are poor), then
+    cosine decay to min_lr at max_iters (small late steps settle into a minimum)."""
+    if step < warmup_iters:
+        return learning_rate * (step + 1) / warmup_iters
+    if step >= max_iters:
+        return min_lr
+    progress = (step - warmup_iters) / max(1, max_iters - warmup_iters)      # 0 -> 1
+    return min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (learning_rate - min_lr)
+
+
+def optimizer_step(model, optimizers, scaler, lr, grad_clip):
+    """The lecture's optimizer.step(), for each optimiser at lr (times each group's lr_scale), once the
+    scaler has divided its scale out of the gradients and their length is capped at grad_clip (0: no cap)."""
+    for optimizer in optimizers:
+        for group in optimizer.param_groups:
+            group["lr"] = lr * group["lr_scale"]
+        scaler.unscale_(optimizer)                 # the true gradients, for the clip below
+    if grad_clip > 0:   # gradient clipping: one unlucky batch cannot throw the weights far
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    for optimizer in optimizers:
+        scaler.step(optimizer)                     # optimizer.step(), unless float16 overflowed
+    scaler.update()
+
+
+def sample_text(model, chars, device, length=80):
+    """The model's generate(): its first `length` characters after a newline, drawn with a generator of
+    their own: every evaluation's line starts from the same seed, so they compare; training's is untouched."""
+    model.eval()
+    start = torch.tensor([encode("\n", chars) if "\n" in chars else [0]], device=device)      # (1, 1)
+    idx = model.generate(start, length, generator=torch.Generator(device).manual_seed(0))   # (1, 1 + length)
+    model.train()
+    return decode(idx[0, 1:].tolist(), chars).replace("\n", "↵")
+
+
+def train(args, saved=None, init=None):
+    """The lecture's loop (tests/lecture_train.py): every eval_interval steps, estimate_loss; then a batch,
+    the forward pass, zero_grad, backward and the optimiser's step. It adds the schedule (get_lr), two
+    optimisers, mixed precision with its loss scaler and clipping (optimizer_step), a line of what the
+    model writes at each evaluation; and, from below the divider: set_up (device, number format), resume
+    and save_run (last.pt, ckpt.pt, log.csv), wrap_in_ddp (torchrun), RunControl (the out-dir's lock, the
+    clock, Ctrl-C, the progress bar) and finish (the summary; after Ctrl-C, the exit). saved: last.pt's
+    contents, to resume; init: a checkpoint whose weights start a fresh run. -> the best validation loss."""
+    device, dtype, ranks = set_up(args)   # device, number format; the cpu recipe fitted to this machine
+    torch.manual_seed(args.seed)          # the lecture's manual_seed(1337): the same first weights every run
+    data_info, train_batch, eval_batches = make_batches(args, device)
+    model = build_model(args, data_info["chars"], init).to(device)
+    if ranks.master:   # under torchrun (several processes), rank 0 speaks for all
+        print(f"{sum(p.numel() for p in model.parameters()):,} parameters", flush=True)
+    optimizers = configure_optimizers(model, args.optimizer, args.learning_rate, args.weight_decay, dtype)
+    # Mixed precision (nanoGPT's two lines): the matrix multiplies in bfloat16 or float16. float16's small
+    # range needs the scaler: backward runs on the loss times a large scale, so that tiny gradients do not
+    # round to zero; the step divides it out, or skips a step whose gradients overflowed. In float32 and
+    # bfloat16 the scaler does nothing.
+    autocast = contextlib.nullcontext() if dtype == torch.float32 else torch.autocast(device.type, dtype)
+    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
+    iter_num, best_val_loss, elapsed = 0, math.inf, 0.0
+    if saved is not None:   # --resume: the saved weights, optimisers, step, clock and random state
+        iter_num, best_val_loss, elapsed = resume(args, saved, model, optimizers, scaler, data_info, device)
+    step_model = wrap_in_ddp(model, args, ranks, iter_num)   # under torchrun, DDP's wrapper of the model
+    with RunControl(args, ranks, saved, iter_num, elapsed) as run:   # the clock, Ctrl-C, the bar, the log
+        while True:
+            done = run.share_done(iter_num)   # 0 -> 1: the steps of max_iters, or the minutes of time_budget
+            if (iter_num % args.eval_interval == 0 or done >= 1) and ranks.master:   # and at the end
+                losses = estimate_loss(model, eval_batches, autocast)
+                improved = losses["val"] < best_val_loss   # ckpt.pt: the lowest val loss so far
+                best_val_loss = min(best_val_loss, losses["val"])
+                run.progress.write(f"step {iter_num}: train loss {losses['train']:.4f}, "
+                                   f"val loss {losses['val']:.4f} ({run.seconds:.1f} s)"
+                                   + (" -> ckpt.pt" if improved else ""))
+                if args.task == "text":   # what the model writes at this loss, the same draw every time
+                    run.progress.write("sample: " + sample_text(model, data_info["chars"], device))
+                else:   # exercise 2: the share of held-out sums it answers exactly right
+                    losses["val_exact"] = exact_match(model, eval_batches["val"], autocast)
+                    run.progress.write(f"exact match: {losses['val_exact']:.2%}")
+                save_run(args, model, optimizers, scaler, data_info, iter_num, best_val_loss, run, losses,
+                         improved)
+            if done >= 1 or run.interrupted():   # Ctrl-C or SIGTERM: save this step's state and stop
+                break
+            # One step of gradient descent on a random batch, at the schedule's rate for the share done.
+            step = done * args.max_iters if args.time_budget else iter_num   # with a budget, its share
+            lr = get_lr(step, args.learning_rate, args.min_lr, args.warmup_iters, args.max_iters)
+            x, y = train_batch()
+            with autocast:
+                logits, loss = step_model(x, y)
+            for optimizer in optimizers:
+                optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()                  # loss.backward(), through the scaler
+            optimizer_step(model, optimizers, scaler, lr, args.grad_clip)   # clip, then optimizer.step()
+            iter_num += 1
+            run.stepped(iter_num, loss.item(), lr, scaler)   # the bar; stops a loss gone inf or NaN
+        finish(args, model, optimizers, scaler, data_info, iter_num, best_val_loss, run, ranks)
+    return best_val_loss
+
+
 # =================================================================================================
-# The lesson ends here: above, the batches, the loss estimate, the optimisers, the schedule and the loop
-# (the models are in bigram.py and gpt.py). Below: exercise 2's sums, then machinery, then the settings.
+# The lesson ends here: above, the batches, the loss estimate, the model, the optimisers, the schedule and
+# the loop (the models are in bigram.py and gpt.py). Below: exercise 2's sums, then the machinery (the
+# clock and Ctrl-C, saving and resuming, torchrun), then the settings.
 # =================================================================================================
 
 # Exercise 2 of the lecture: a GPT that adds. Each example is one problem, "a+b=" and then the sum, every
@@ -299,6 +303,21 @@ def addition_batch(problems, digits, device):
     # 2D + 2 = 8, so y, one position ahead of x, has its first target at 2D + 1 = 7.
     y[:, :2 * digits + 1] = -1                                              # the problem: given, not learned
     return x.to(device), y.to(device)
+
+
+@torch.no_grad()
+def exact_match(model, batches, autocast):
+    """The share of these problems whose whole answer the model gets right. Greedy decoding writes an
+    answer right exactly when at each of its positions the likeliest character is the true one, after the
+    true ones before: one pass over the true answers tells it for every problem at once."""
+    model.eval()
+    right = []
+    for x, y in batches:
+        with autocast:
+            logits, _ = model(x, y)                                             # (B, T, vocab_size)
+        right.append(((logits.argmax(dim=-1) == y) | (y == -1)).all(dim=1))     # (B,); -1: no target
+    model.train()
+    return torch.cat(right).float().mean().item()
 
 
 # -----------------------------------------------------------------------------
@@ -534,7 +553,7 @@ def read_run(path, keys=("optimizers", "scaler", "rng_state", "cuda_rng_state", 
     return checkpoint
 
 
-def resume(saved, model, optimizers, scaler, data_info, args, device):
+def resume(args, saved, model, optimizers, scaler, data_info, device):
     """Load the saved run into the fresh model, optimisers and scaler -> (step, best val loss, seconds)."""
     last = os.path.join(args.out_dir, "last.pt")
     if saved["model_args"] != model_args(args, saved["vocab"]) or len(saved["optimizers"]) != len(optimizers):
@@ -581,8 +600,9 @@ def finish(args, model, optimizers, scaler, data_info, iter_num, best_val_loss, 
 # How the run goes and ends: the clock, Ctrl-C and SIGTERM, the progress bar, torchrun, the loss plot
 
 class RunControl:
-    """Inside: --out-dir locked, and Ctrl-C or SIGTERM (`kill`, `timeout`, schedulers) asks the run to save
-    and stop (a second stops at once). Under torchrun, rank 0's clock and signal decide for every rank."""
+    """The run's clock, its log.csv rows and its progress bar. Inside: --out-dir locked, and Ctrl-C or SIGTERM
+    (`kill`, `timeout`, schedulers) asks the run to save and stop (a second stops at once). Under torchrun,
+    rank 0's clock and signal decide for every rank."""
 
     def __init__(self, args, ranks, saved, iter_num, elapsed):
         self.args, self.ranks = args, ranks
@@ -616,18 +636,15 @@ class RunControl:
             torch.distributed.broadcast(value, src=0)
         return float(value)
 
-    def finished(self, iter_num):   # max_iters steps done, or the time budget spent
+    def share_done(self, iter_num):   # of the max_iters steps, or of the time budget's minutes (its clock)
         self.seconds = self.rank0s(time.monotonic() - self.start)
         budget = self.args.time_budget
         self.share = self.seconds / (60 * budget) if budget else iter_num / self.args.max_iters
-        return self.share >= 1
+        return self.share
 
     def interrupted(self):   # Ctrl-C or SIGTERM (on rank 0)
         self.signal = int(self.rank0s(self.signal))
         return self.signal != 0
-
-    def schedule_step(self, iter_num):   # with a time budget, the schedule follows the share of time used
-        return min(self.share, 1) * self.args.max_iters if self.args.time_budget else iter_num
 
     def stepped(self, iter_num, loss_value, lr, scaler):
         """Move the bar; stop a loss gone inf or NaN. In float16 one overflowing batch is only a step the

@@ -85,9 +85,9 @@ def test_written_units_first_with_rope_a_small_gpt_learns_ten_digit_sums_in_a_fe
     model = train.build_model(args, train.ADDITION_CHARS)
     optimizers = train.configure_optimizers(model, args.optimizer, args.learning_rate, args.weight_decay)
     no_scaler, float32 = torch.amp.GradScaler("cpu", enabled=False), torch.autocast("cpu", enabled=False)
-    held_out = {"val": eval_batches["val"][:16]}          # 1,024 sums never trained on
+    held_out = eval_batches["val"][:16]                   # 1,024 sums never trained on
     for step in range(3001):
-        if step % 100 == 0 and train.estimate_loss(model, held_out, float32)["val_exact"] >= 0.99:
+        if step % 100 == 0 and train.exact_match(model, held_out, float32) >= 0.99:
             break
         _, loss = model(*train_batch())
         optimizers[0].zero_grad(set_to_none=True)

@@ -76,7 +76,7 @@ def test_muon_steps_as_torch_muon_does_and_orthogonalizes_in_float32_as_in_bfloa
 
 
 def test_learning_rate_warms_up_then_decays_along_a_cosine_to_min_lr():
-    lr = [train.get_lr(i, 1e-3, 1e-4, warmup_iters=10, lr_decay_iters=110) for i in range(120)]
+    lr = [train.get_lr(i, 1e-3, 1e-4, warmup_iters=10, max_iters=110) for i in range(120)]
     assert lr[0] == 1e-4 and lr[9] == 1e-3                         # linear warmup to the peak
     assert abs(lr[60] - (1e-4 + 1e-3) / 2) < 1e-12                 # halfway down the cosine
     assert lr[110] == lr[119] == 1e-4                              # then flat at min_lr
