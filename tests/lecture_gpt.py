@@ -18,7 +18,8 @@ class Head(nn.Module):
         self.key = nn.Linear(n_embd, head_size, bias=False)
         self.query = nn.Linear(n_embd, head_size, bias=False)
         self.value = nn.Linear(n_embd, head_size, bias=False)
-        # True on and below the diagonal: the positions t may read. A constant: neither learned nor saved.
+        # True on and below the diagonal: the positions t may read. A constant: neither learned nor saved
+        # (the lecture's ones and zeros are saved with the weights; the mask is the same).
         tril = torch.tril(torch.ones(block_size, block_size, dtype=torch.bool))
         self.register_buffer("tril", tril, persistent=False)       # (block_size, block_size)
         self.dropout = nn.Dropout(dropout)
