@@ -10,11 +10,12 @@ a model on the prepared text and watch the loss fall.
 tests/lecture_train.py holds the lecture's loop as the lecture writes it. train() below runs the same loop
 and adds a learning-rate schedule, gradient clipping, weight decay on matrices only, Muon beside AdamW,
 and mixed precision (bfloat16, or float16 with a loss scaler) where it is fast. As in the lecture's script,
-each piece comes before the loop that uses it. Read down to "The lesson ends here"; below it: exercise 2,
-then machinery (devices, the data's checks, the run's files, Ctrl-C, torchrun, the loss plot, the command
-line) and the settings: RECIPES (and CPU_FITS) hold each run's batch_size, block_size, learning_rate...,
-each a flag. The default CPU run, for one: a GPT of 4 layers of 128 channels over 64 characters, batches
-of 16 to 48, AdamW at 3e-3 and Muon at 6e-3, a warmup over the first 9% of its minutes, then a cosine.
+the lesson's pieces come before the loop that uses them. Read down to "The lesson ends here"; below it:
+exercise 2, then the machinery train() calls (devices, the data's checks, the run's files, Ctrl-C,
+torchrun, the loss plot, the command line) and the settings: RECIPES (and CPU_FITS) hold each run's
+batch_size, block_size, learning_rate..., each a flag. The default CPU run, for one: a GPT of 4 layers
+of 128 channels over 64 characters, batches of 16 to 48, AdamW at 3e-3 and Muon at 6e-3, a warmup over
+the first 9% of its minutes, then a cosine.
 """
 
 import argparse
@@ -110,7 +111,7 @@ def configure_optimizers(model, optimizer, learning_rate, weight_decay, dtype=to
     number per channel, are spared. beta2 0.99 forgets the noisy first steps sooner than 0.999."""
     in_blocks = [p for block in model.blocks for p in block.parameters()] if optimizer == "muon" else []
     matrices = [p for p in in_blocks if p.dim() == 2]
-    rest = [p for p in model.parameters() if all(p is not m for m in matrices)]   # `in` compares values
+    rest = [p for p in model.parameters() if all(p is not m for m in matrices)]   # `not in`: by value
     adamw = torch.optim.AdamW([   # "lr_scale": each group's rate is the schedule's times this
         {"params": [p for p in rest if p.dim() >= 2], "weight_decay": weight_decay, "lr_scale": 1.0},
         {"params": [p for p in rest if p.dim() < 2], "weight_decay": 0.0, "lr_scale": 1.0},

@@ -1,4 +1,5 @@
-"""generate.py's lesson: the lecture's sampling loop, temperature, top-k, top-p, and the exact KV cache."""
+"""generate.py's lesson: the lecture's sampling loop, temperature, top-k, top-p, and the KV cache (the same
+logits up to rounding)."""
 
 import pytest
 import torch
