@@ -11,7 +11,7 @@ tests/lecture_train.py holds the lecture's loop as the lecture writes it. train(
 and adds a learning-rate schedule, gradient clipping, weight decay on matrices only, Muon beside AdamW,
 and mixed precision (bfloat16, or float16 with a loss scaler) where it is fast. As in the lecture's script,
 the lesson's pieces come before the loop that uses them. Read down to "The lesson ends here"; below it:
-exercise 2, then the machinery train() calls (devices, the data's checks, the run's files, Ctrl-C,
+exercise 2, then the machinery (devices, the data's checks, the run's files, Ctrl-C, the progress bar,
 torchrun, the loss plot, the command line) and the settings: RECIPES (and CPU_FITS) hold each run's
 batch_size, block_size, learning_rate..., each a flag. The default CPU run, for one: a GPT of 4 layers
 of 128 channels over 64 characters, batches of 16 to 48, AdamW at 3e-3 and Muon at 6e-3, a warmup over
