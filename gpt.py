@@ -22,8 +22,7 @@ import torch
 import torch.nn as nn
 from torch.nn import functional as F
 
-# The lecture's model: 10,788,929 parameters on tiny Shakespeare. train.py's CPU recipe picks smaller ones,
-# with rotary position embeddings (rotate, below), for the machine's speed and the minutes it has.
+# The lecture's model: 10,788,929 parameters on tiny Shakespeare (train.py's CPU recipe picks smaller ones).
 PRESETS = {
     "lecture": dict(block_size=256, n_layer=6, n_head=6, n_embd=384, dropout=0.2),
 }

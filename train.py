@@ -7,15 +7,12 @@ a model on the prepared text and watch the loss fall.
     python train.py --model bigram --out-dir out-bigram   # the bigram baseline (seconds)
     python train.py --task addition --out-dir out-addition   # a GPT that learns to add (a minute or two)
 
-tests/lecture_train.py holds the lecture's loop as the lecture writes it. train() below runs the same loop
-and adds a learning-rate schedule, gradient clipping, weight decay on matrices only, Muon beside AdamW,
-and mixed precision (bfloat16, or float16 with a loss scaler) where it is fast. As in the lecture's script,
-the lesson's pieces come before the loop that uses them. Read down to "The lesson ends here"; below it:
-exercise 2, then the machinery (devices, the data's checks, the run's files, Ctrl-C, the progress bar,
-torchrun, the loss plot, the command line) and the settings: RECIPES (and CPU_FITS) hold each run's
-batch_size, block_size, learning_rate..., each a flag. The default CPU run, for one: a GPT of 4 layers
-of 128 channels over 64 characters, batches of 16 to 48, AdamW at 3e-3 and Muon at 6e-3, a warmup over
-the first 9% of its minutes, then a cosine.
+tests/lecture_train.py holds the lecture's loop; read it first. train() below runs the same loop, and adds a
+learning-rate schedule, gradient clipping, weight decay on matrices only, and mixed precision (bfloat16, or
+float16 with a loss scaler) where it is fast. As in the lecture's script, each piece comes before the loop
+that uses it. After train(): Muon, with which the default CPU recipe trains its matrices. The lesson ends
+at the divider; below it: exercise 2, the machinery (devices, the data's checks, the run's files, Ctrl-C,
+torchrun, the loss plot), the command line and RECIPES, which hold each kind of run's settings.
 """
 
 import argparse
@@ -78,7 +75,7 @@ def estimate_loss(model, eval_batches, autocast):
         for x, y in batches:
             with autocast:
                 logits, loss = model(x, y)
-            losses.append(loss.item() * len(x))   # weighted by its rows: a last, smaller batch counts less
+            losses.append(loss.item() * len(x))   # by its rows: the held-out sums end in a smaller batch
         out[split] = sum(losses) / sum(len(x) for x, _ in batches)
     model.train()
     return out
@@ -105,13 +102,13 @@ def build_model(args, chars, init=None):
 def configure_optimizers(model, optimizer, learning_rate, weight_decay, dtype=torch.float32,
                          muon_lr_scale=2.0):
     """-> torch optimisers that together train every parameter once. optimizer="adamw": AdamW, the
-    lecture's, trains them all; "muon": Muon (below) trains the blocks' weight matrices at muon_lr_scale
-    times the rate, AdamW the rest. Muon orthogonalises in bfloat16 if dtype, the run's number format, is
-    bfloat16, else in float32. Weight decay pulls weights towards zero; biases and layer-norm gains, one
-    number per channel, are spared. beta2 0.99 forgets the noisy first steps sooner than 0.999."""
+    lecture's, trains them all; "muon": Muon (after train()) trains the blocks' weight matrices at
+    muon_lr_scale times the rate, AdamW the rest; Muon orthogonalises in bfloat16 if dtype, the run's
+    number format, is bfloat16, else in float32. Weight decay pulls weights towards zero; biases and
+    layer-norm gains, one number per channel, are spared. beta2 0.99 forgets the noisy first steps sooner."""
     in_blocks = [p for block in model.blocks for p in block.parameters()] if optimizer == "muon" else []
     matrices = [p for p in in_blocks if p.dim() == 2]
-    rest = [p for p in model.parameters() if all(p is not m for m in matrices)]   # `not in`: by value
+    rest = [p for p in model.parameters() if all(p is not m for m in matrices)]   # `in` compares values
     adamw = torch.optim.AdamW([   # "lr_scale": each group's rate is the schedule's times this
         {"params": [p for p in rest if p.dim() >= 2], "weight_decay": weight_decay, "lr_scale": 1.0},
         {"params": [p for p in rest if p.dim() < 2], "weight_decay": 0.0, "lr_scale": 1.0},
@@ -122,41 +119,6 @@ def configure_optimizers(model, optimizer, learning_rate, weight_decay, dtype=to
     muon = Muon([{"params": matrices, "lr_scale": muon_lr_scale}], lr=learning_rate * muon_lr_scale,
                 weight_decay=weight_decay, orthogonalize_in=orthogonalize_in)
     return [muon, adamw]
-
-
-class Muon(torch.optim.Optimizer):
-    """Muon (Jordan et al., 2024) for weight matrices. A matrix's gradient is dominated by a few directions,
-    and a plain step moves it mostly along those; Muon steps along the nearest orthogonal matrix instead
-    (the same directions, all at one size), and learns more per step. It computes what torch.optim.Muon
-    does with adjust_lr_fn="match_rms_adamw", but orthogonalises in float32 where asked: a CPU without
-    bfloat16 hardware emulates bfloat16 at a small fraction of float32's speed."""
-
-    def __init__(self, params, lr, weight_decay, momentum=0.95, orthogonalize_in=torch.bfloat16):
-        super().__init__(params, dict(lr=lr, weight_decay=weight_decay, momentum=momentum))
-        self.orthogonalize_in = orthogonalize_in
-
-    @torch.no_grad()
-    def step(self):
-        for group in self.param_groups:
-            for p in group["params"]:
-                momentum = self.state[p].setdefault("momentum_buffer", torch.zeros_like(p))
-                momentum.lerp_(p.grad, 1 - group["momentum"])            # a running mean of the gradients
-                direction = p.grad.lerp(momentum, group["momentum"])     # Nesterov's: a look one step ahead
-                update = orthogonalize(direction.to(self.orthogonalize_in))              # (rows, columns)
-                p.mul_(1 - group["lr"] * group["weight_decay"])                          # weight decay
-                p.add_(update, alpha=-group["lr"] * 0.2 * max(p.shape) ** 0.5)   # AdamW's typical step size
-
-
-def orthogonalize(G, steps=5):
-    """G (m, n) = U S V^T -> about U V^T: `steps` Newton-Schulz iterations of an odd polynomial push every
-    singular value towards 1 (those above a tenth of the largest end between 0.5 and 1.5). Its coefficients
-    are Jordan et al.'s, chosen to rise steeply from 0 (small singular values grow fast) over exactness."""
-    X = G.T if G.size(0) > G.size(1) else G              # (short, long): XX^T is the smaller square
-    X = X / X.norm().clamp(min=1e-7)                     # every singular value at most 1
-    for _ in range(steps):
-        A = X @ X.T                                      # (short, short)
-        X = 3.4445 * X + (-4.7750 * A + 2.0315 * A @ A) @ X
-    return X.T if G.size(0) > G.size(1) else X           # G's shape
 
 
 def get_lr(step, learning_rate, min_lr, warmup_iters, max_iters):
@@ -196,13 +158,10 @@ def sample_text(model, chars, device, length=80):
 
 
 def train(args, saved=None, init=None):
-    """The lecture's loop (tests/lecture_train.py): every eval_interval steps, estimate_loss; then a batch,
-    the forward pass, zero_grad, backward and the optimiser's step. It adds the schedule (get_lr), two
-    optimisers, mixed precision with its loss scaler and clipping (optimizer_step), a line of what the
-    model writes at each evaluation; and, from below the divider: set_up (device, number format), resume
-    and save_run (last.pt, ckpt.pt, log.csv), wrap_in_ddp (torchrun), RunControl (the out-dir's lock, the
-    clock, Ctrl-C, the progress bar) and finish (the summary; after Ctrl-C, the exit). saved: last.pt's
-    contents, to resume; init: a checkpoint whose weights start a fresh run. -> the best validation loss."""
+    """The lecture's loop (tests/lecture_train.py) with the pieces above; what a real run also needs (the
+    device, its files, the clock, Ctrl-C, torchrun) is in the helpers below the divider, named for what
+    they do. saved: last.pt's contents, to resume; init: a checkpoint whose weights start a fresh run
+    (exercise 3). -> the best validation loss."""
     device, dtype, ranks = set_up(args)   # device, number format; the cpu recipe fitted to this machine
     torch.manual_seed(args.seed)          # the lecture's manual_seed(1337): the same first weights every run
     data_info, train_batch, eval_batches = make_batches(args, device)
@@ -222,43 +181,76 @@ def train(args, saved=None, init=None):
     step_model = wrap_in_ddp(model, args, ranks, iter_num)   # under torchrun, DDP's wrapper of the model
     with RunControl(args, ranks, saved, iter_num, elapsed) as run:   # the clock, Ctrl-C, the bar, the log
         while True:
-            done = run.share_done(iter_num)   # 0 -> 1: the steps of max_iters, or the minutes of time_budget
-            if (iter_num % args.eval_interval == 0 or done >= 1) and ranks.master:   # and at the end
+            # How much of the run is done, 0 -> 1: of its max_iters steps, or of its time budget's minutes.
+            seconds = run.clock()   # since the run began, resumed runs included (under torchrun, rank 0's)
+            progress = seconds / (60 * args.time_budget) if args.time_budget else iter_num / args.max_iters
+            if (iter_num % args.eval_interval == 0 or progress >= 1) and ranks.master:   # and at the end
                 losses = estimate_loss(model, eval_batches, autocast)
                 improved = losses["val"] < best_val_loss   # ckpt.pt: the lowest val loss so far
                 best_val_loss = min(best_val_loss, losses["val"])
-                run.progress.write(f"step {iter_num}: train loss {losses['train']:.4f}, "
-                                   f"val loss {losses['val']:.4f} ({run.seconds:.1f} s)"
-                                   + (" -> ckpt.pt" if improved else ""))
+                run.bar.write(f"step {iter_num}: train loss {losses['train']:.4f}, val loss "
+                              f"{losses['val']:.4f} ({seconds:.1f} s)" + (" -> ckpt.pt" if improved else ""))
                 if args.task == "text":   # what the model writes at this loss, the same draw every time
-                    run.progress.write("sample: " + sample_text(model, data_info["chars"], device))
+                    run.bar.write("sample: " + sample_text(model, data_info["chars"], device))
                 else:   # exercise 2: the share of held-out sums it answers exactly right
                     losses["val_exact"] = exact_match(model, eval_batches["val"], autocast)
-                    run.progress.write(f"exact match: {losses['val_exact']:.2%}")
+                    run.bar.write(f"exact match: {losses['val_exact']:.2%}")
                 save_run(args, model, optimizers, scaler, data_info, iter_num, best_val_loss, run, losses,
                          improved)
-            if done >= 1 or run.interrupted():   # Ctrl-C or SIGTERM: save this step's state and stop
+            if progress >= 1 or run.interrupted():   # Ctrl-C or SIGTERM: save this step's state and stop
                 break
-            # One step of gradient descent on a random batch, at the schedule's rate for the share done.
-            step = done * args.max_iters if args.time_budget else iter_num   # with a budget, its share
+            step = progress * args.max_iters if args.time_budget else iter_num   # where the schedule is
             lr = get_lr(step, args.learning_rate, args.min_lr, args.warmup_iters, args.max_iters)
             x, y = train_batch()
             with autocast:
                 logits, loss = step_model(x, y)
-            for optimizer in optimizers:
-                optimizer.zero_grad(set_to_none=True)
+            model.zero_grad(set_to_none=True)              # every optimiser's parameters: the model's
             scaler.scale(loss).backward()                  # loss.backward(), through the scaler
-            optimizer_step(model, optimizers, scaler, lr, args.grad_clip)   # clip, then optimizer.step()
+            optimizer_step(model, optimizers, scaler, lr, args.grad_clip)   # at rate lr: clip, then step
             iter_num += 1
             run.stepped(iter_num, loss.item(), lr, scaler)   # the bar; stops a loss gone inf or NaN
-        finish(args, model, optimizers, scaler, data_info, iter_num, best_val_loss, run, ranks)
+        finish(args, model, optimizers, scaler, data_info, iter_num, best_val_loss, run, progress)
     return best_val_loss
 
 
+# Beyond the lecture: how the default CPU recipe trains its weight matrices (configure_optimizers).
+class Muon(torch.optim.Optimizer):
+    """Muon (Jordan et al., 2024) for weight matrices. A matrix's gradient is dominated by a few directions,
+    and a plain step moves it mostly along those; Muon steps along the nearest orthogonal matrix instead
+    (the same directions, all at one size), and learns more per step. It computes what torch.optim.Muon
+    does with adjust_lr_fn="match_rms_adamw", but orthogonalises in float32 where asked: a CPU without
+    bfloat16 hardware emulates bfloat16 at a small fraction of float32's speed."""
+
+    def __init__(self, params, lr, weight_decay, momentum=0.95, orthogonalize_in=torch.bfloat16):
+        super().__init__(params, dict(lr=lr, weight_decay=weight_decay, momentum=momentum))
+        self.orthogonalize_in = orthogonalize_in
+
+    @torch.no_grad()
+    def step(self):
+        for group in self.param_groups:
+            for p in group["params"]:
+                momentum = self.state[p].setdefault("momentum_buffer", torch.zeros_like(p))
+                momentum.lerp_(p.grad, 1 - group["momentum"])            # a running mean of the gradients
+                direction = p.grad.lerp(momentum, group["momentum"])     # Nesterov's: a look one step ahead
+                update = orthogonalize(direction.to(self.orthogonalize_in))              # (rows, columns)
+                p.mul_(1 - group["lr"] * group["weight_decay"])                          # weight decay
+                p.add_(update, alpha=-group["lr"] * 0.2 * max(p.shape) ** 0.5)   # an RMS near AdamW's, 0.2
+
+
+def orthogonalize(G, steps=5):
+    """G (m, n) = U S V^T -> about U V^T: `steps` Newton-Schulz iterations of an odd polynomial push every
+    singular value towards 1 (those above a tenth of the largest end between 0.5 and 1.5). Its coefficients
+    are Jordan et al.'s, chosen to rise steeply from 0 (small singular values grow fast) over exactness."""
+    X = G.T if G.size(0) > G.size(1) else G              # (short, long): XX^T is the smaller square
+    X = X / X.norm().clamp(min=1e-7)                     # every singular value at most 1
+    for _ in range(steps):
+        A = X @ X.T                                      # (short, short)
+        X = 3.4445 * X + (-4.7750 * A + 2.0315 * A @ A) @ X
+    return X.T if G.size(0) > G.size(1) else X           # G's shape
+
+
 # =================================================================================================
-# The lesson ends here: above, the batches, the loss estimate, the model, the optimisers, the schedule and
-# the loop (the models are in bigram.py and gpt.py). Below: exercise 2's sums, then the machinery (the
-# clock and Ctrl-C, saving and resuming, torchrun), then the settings.
+# The lesson ends here. Below: exercise 2's sums, the machinery, then the command line and the settings.
 # =================================================================================================
 
 # Exercise 2 of the lecture: a GPT that adds. Each example is one problem, "a+b=" and then the sum, every
@@ -582,17 +574,17 @@ def resume(args, saved, model, optimizers, scaler, data_info, device):
     return saved["iter_num"], saved["best_val_loss"], saved["elapsed_s"]
 
 
-def finish(args, model, optimizers, scaler, data_info, iter_num, best_val_loss, run, ranks):
+def finish(args, model, optimizers, scaler, data_info, iter_num, best_val_loss, run, progress):
     """Say what is where; after a signal, save the state the run stopped in and exit as a signal would."""
-    if ranks.size > 1:
+    if run.ranks.size > 1:
         torch.distributed.barrier()   # no rank leaves while rank 0 still evaluates
         torch.distributed.destroy_process_group()
-        if not ranks.master:
+        if not run.ranks.master:
             return
-    run.progress.close()
+    run.bar.close()
     out = args.out_dir
     best = f"best val loss {best_val_loss:.4f}: {out}/ckpt.pt, the weights generate.py samples"
-    if run.signal and run.share < 1:   # a signal in the last step leaves the run whole
+    if run.signal and progress < 1:   # a signal in the last step leaves the run whole
         if iter_num % args.eval_interval:   # else this step's evaluation saved it
             save_run(args, model, optimizers, scaler, data_info, iter_num, best_val_loss, run)
         command = "python train.py --resume" + (f" --out-dir {out}" if out != "out" else "")
@@ -615,11 +607,11 @@ class RunControl:
     def __init__(self, args, ranks, saved, iter_num, elapsed):
         self.args, self.ranks = args, ranks
         self.start = time.monotonic() - elapsed   # the clock counts the runs this one resumes
-        self.signal, self.seconds, self.share, self.bad_losses = 0, elapsed, 0.0, 0
+        self.signal, self.seconds, self.bad_losses = 0, elapsed, 0
         self.lock = claim_out_dir(args, saved) if ranks.master else None
         # log.csv's rows: those before the resumed step (a last.pt older than this log holds none)
         self.log = [row for row in saved.get("log", []) if row[0] < iter_num] if saved else []
-        self.progress = progress_bar(args, iter_num, ranks)
+        self.bar = progress_bar(args, iter_num, ranks)
         self.previous = {s: signal.signal(s, self.request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
 
     def __enter__(self):
@@ -628,7 +620,7 @@ class RunControl:
     def __exit__(self, *exception):
         for s, handler in self.previous.items():
             signal.signal(s, handler)
-        self.progress.close()
+        self.bar.close()
         if self.lock is not None:
             os.close(self.lock)
 
@@ -644,11 +636,9 @@ class RunControl:
             torch.distributed.broadcast(value, src=0)
         return float(value)
 
-    def share_done(self, iter_num):   # of the max_iters steps, or of the time budget's minutes (its clock)
+    def clock(self):   # -> the run's seconds so far, rank 0's on every rank
         self.seconds = self.rank0s(time.monotonic() - self.start)
-        budget = self.args.time_budget
-        self.share = self.seconds / (60 * budget) if budget else iter_num / self.args.max_iters
-        return self.share
+        return self.seconds
 
     def interrupted(self):   # Ctrl-C or SIGTERM (on rank 0)
         self.signal = int(self.rank0s(self.signal))
@@ -661,8 +651,8 @@ class RunControl:
         if self.bad_losses >= (20 if scaler.is_enabled() else 1):
             fail(f"the loss became {loss_value} at step {iter_num - 1}; stopped. {self.args.out_dir}/ckpt.pt "
                  f"keeps the best weights and last.pt the last good state; try a lower --learning-rate")
-        self.progress.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.1e}", refresh=False)
-        self.progress.update()
+        self.bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.1e}", refresh=False)
+        self.bar.update()
 
 
 def join_torchrun(device_name):
@@ -749,7 +739,7 @@ SETTINGS = {
                      "the schedule drawn for --max-iters steps)", None),
     "weight_decay": (number(float, zero_allowed=True), "weight decay on matrices", None),
     "grad_clip": (number(float, zero_allowed=True), "clip the gradient's norm to this (0: off)", None),
-    "optimizer": (["adamw", "muon"], "muon: Muon for the blocks' matrices, AdamW elsewhere", None),
+    "optimizer": (["adamw", "muon"], "muon: Muon for the blocks' matrices, AdamW elsewhere", "adamw"),
     "attention": (["fused", "explicit"], "one fused PyTorch call, or the explicit math", "fused"),
     "device": (["auto", "cpu", "cuda", "mps"], "where to train", "auto"),
     "dtype": (["auto", "float32", "bfloat16", "float16"], "number format of the matrix multiplies (auto: "
@@ -761,35 +751,29 @@ SETTINGS = {
 RECIPES = {
     # The lecture's bigram.py: a constant learning rate is all a lookup table needs.
     "bigram": dict(batch_size=32, block_size=8, max_iters=3000, eval_interval=300, eval_iters=200,
-                   learning_rate=1e-2, min_lr=1e-2, warmup_iters=0, weight_decay=0.0, grad_clip=0.0,
-                   optimizer="adamw", time_budget=None),
+                   learning_rate=1e-2, min_lr=1e-2, warmup_iters=0, weight_decay=0.0, grad_clip=0.0),
     # The lecture's model and batch (B 64, T 256) for its 5,000 steps, at nanoGPT's settings for it
     # (the lecture: a constant 3e-4): a peak of 1e-3, cosine decay to 1e-4, weight decay 0.1, clip 1.
     "lecture": dict(**PRESETS["lecture"], batch_size=64, max_iters=5000, eval_interval=500,
                     eval_iters=200, learning_rate=1e-3, min_lr=1e-4, warmup_iters=100, weight_decay=0.1,
-                    grad_clip=1.0, optimizer="adamw", time_budget=None, attention="fused"),
-    # What full runs found best on 2 CPU cores: RoPE, Muon, which learns more per step, and a model and
-    # batch fitted to the machine's speed and the time budget (CPU_FITS). It trains 9.5 minutes, whatever
-    # a step costs (max_iters only draws the schedule).
+                    grad_clip=1.0, optimizer="adamw", attention="fused"),
+    # What full runs found best on 2 CPU cores: RoPE, Muon, and a model and batch fitted to the machine's
+    # speed (CPU_FITS). It trains 9.5 minutes, whatever a step costs (max_iters only draws the schedule).
     "cpu": dict(rope=True, max_iters=1100, eval_iters=20, warmup_iters=100, weight_decay=0.1, grad_clip=1.0,
                 optimizer="muon", time_budget=9.5, attention="explicit"),
-    # --task addition: a small GPT; its block_size is 3 * digits + 2, a problem less its last character.
-    # For sums of more than 4 digits, LONG_SUMS below changes it.
+    # --task addition: a small GPT, over a problem less its last character (block_size 3 * digits + 2).
     "addition": dict(n_layer=2, n_head=4, n_embd=128, dropout=0.0, rope=False, batch_size=64, max_iters=2000,
                      eval_interval=250, eval_iters=10, learning_rate=1e-3, min_lr=1e-4, warmup_iters=100,
-                     weight_decay=0.1, grad_clip=1.0, optimizer="adamw", time_budget=None),
+                     weight_decay=0.1, grad_clip=1.0),
 }
-# The addition recipe's changes for sums of more than 4 digits: RoPE, with which one pattern of attention
-# finds the two digits each answer digit adds, for every place (exercise 2's comment), at a higher rate and
-# for more steps. Up to 4 digits, the position table learns its few places sooner (tests/MEASUREMENTS.md).
+# The addition recipe for sums of more than 4 digits: RoPE (why: exercise 2's comment), a higher rate, more
+# steps. Up to 4 digits, the position table learns its few places sooner (tests/MEASUREMENTS.md).
 LONG_SUMS = dict(rope=True, learning_rate=3e-3, min_lr=3e-4, max_iters=3000)
 
-# The cpu recipe's model, batch and rates, per number format, for the minutes a run has on the reference
-# CPU: what full runs found best there (a 2-core AMD EPYC with AVX512-BF16; for float32, with its bfloat16
-# hidden; tests/MEASUREMENTS.md). A machine k times slower, given T minutes, does what the reference does in
-# T / k: fit_to_machine times a step to find k. Each format: (the reference's ms for a forward and backward
-# pass of the 1.5-minute row's model, step_ms's measure, {minutes there: settings}). So far every row
-# trains the same model at the same rates; the batch differs.
+# The cpu recipe's model, batch and rates that full runs found best for the minutes a run has on the
+# reference CPU, a 2-core AMD EPYC with AVX512-BF16 (for float32, with it hidden; tests/MEASUREMENTS.md).
+# A machine k times slower, given T minutes, does what the reference does in T / k: fit_to_machine times a
+# step (step_ms) to find k. Per number format: (the reference's ms, {minutes there: settings}).
 CPU_MODEL = dict(n_layer=4, n_head=4, n_embd=128, block_size=64, dropout=0.0, learning_rate=3e-3, min_lr=3e-4)
 CPU_FITS = {
     torch.bfloat16: (73, {1.5: dict(CPU_MODEL, batch_size=48, eval_interval=500),

@@ -1,4 +1,5 @@
-"""The training loop as the lecture writes it: train.py's "before", as lecture_gpt.py is gpt.py's.
+"""The lecture's training loop, with train.py's get_batch and estimate_loss and two of its settings
+(below): train.py's "before", as lecture_gpt.py is gpt.py's.
 
 Read this first. train.py's train() runs the same loop and adds to it (in its lines and the helpers they
 call): a learning-rate schedule, Muon beside AdamW, mixed precision with its loss scaler, gradient clipping,
@@ -19,8 +20,8 @@ def lecture_train(model, train_data, eval_batches, max_iters, eval_interval, lea
                   block_size):
     """Train model on train_data (ids) for max_iters steps -> the model. eval_batches: the fixed (x, y)
     batches of each split that estimate_loss scores, {"train": [...], "val": [...]}."""
-    # The lecture's AdamW(model.parameters(), lr=learning_rate), but without weight decay and with beta2
-    # 0.99, train.py's (the lecture keeps PyTorch's 0.01 and 0.999), so that the two loops can be compared.
+    # The lecture's AdamW(model.parameters(), lr=learning_rate) keeps PyTorch's weight decay 0.01 and beta2
+    # 0.999; here no decay and beta2 0.99, train.py's, so that the two loops can be compared.
     optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, betas=(0.9, 0.99), weight_decay=0.0)
     for iter in range(max_iters):
         # Now and then, and once more before the last step: the loss on the text it learns from and on val.
