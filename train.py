@@ -2,17 +2,18 @@
 a model on the prepared text and watch the loss fall.
 
     python train.py                     # the GPT, with the recipe for this machine, into out/
-    python train.py --preset lecture    # the lecture's model and its 5,000 steps (wants a GPU)
+    python train.py --preset lecture    # the lecture's model, 5,000 steps at nanoGPT's rates (wants a GPU)
     python train.py --resume            # continue the run saved in out/last.pt
     python train.py --model bigram --out-dir out-bigram   # the bigram baseline (seconds)
     python train.py --task addition --out-dir out-addition   # a GPT that learns to add (a minute or two)
 
 tests/lecture_train.py holds the lecture's loop; read it first. train() below runs the same loop, and adds a
 learning-rate schedule, gradient clipping, weight decay on matrices only, and mixed precision (bfloat16, or
-float16 with a loss scaler) where it is fast. As in the lecture's script, each piece comes before the loop
-that uses it. After train(): Muon, with which the default CPU recipe trains its matrices. The lesson ends
-at the divider; below it: exercise 2, the machinery (devices, the data's checks, the run's files, Ctrl-C,
-torchrun, the loss plot), the command line and RECIPES, which hold each kind of run's settings.
+float16 with a loss scaler) where it is fast. As in the lecture's script, each piece of the lesson comes
+before the loop; what a real run also needs, the loop calls from below the divider. After train(): Muon,
+with which the default CPU recipe trains its matrices. The lesson ends at the divider; below it: exercise
+2, the machinery (devices, the data's checks, the run's files, Ctrl-C, torchrun, the loss plot), the
+command line and RECIPES, which hold each kind of run's settings.
 """
 
 import argparse
@@ -75,7 +76,7 @@ def estimate_loss(model, eval_batches, autocast):
         for x, y in batches:
             with autocast:
                 logits, loss = model(x, y)
-            losses.append(loss.item() * len(x))   # by its rows: the held-out sums end in a smaller batch
+            losses.append(loss.item() * len(x))   # weighted by batch size: a last batch may be smaller
         out[split] = sum(losses) / sum(len(x) for x, _ in batches)
     model.train()
     return out
@@ -101,14 +102,15 @@ def build_model(args, chars, init=None):
 
 def configure_optimizers(model, optimizer, learning_rate, weight_decay, dtype=torch.float32,
                          muon_lr_scale=2.0):
-    """-> torch optimisers that together train every parameter once. optimizer="adamw": AdamW, the
-    lecture's, trains them all; "muon": Muon (after train()) trains the blocks' weight matrices at
+    """-> torch optimisers that together train every parameter once. optimizer="adamw": AdamW (the
+    lecture's optimiser) trains them all; "muon": Muon (after train()) trains the blocks' weight matrices at
     muon_lr_scale times the rate, AdamW the rest; Muon orthogonalises in bfloat16 if dtype, the run's
     number format, is bfloat16, else in float32. Weight decay pulls weights towards zero; biases and
-    layer-norm gains, one number per channel, are spared. beta2 0.99 forgets the noisy first steps sooner."""
+    layer-norm gains, one number per channel, are spared. beta2 0.99: the gradients' scale is a mean over
+    about the last 100 steps, not 1,000, so it follows the loss's fast early changes."""
     in_blocks = [p for block in model.blocks for p in block.parameters()] if optimizer == "muon" else []
     matrices = [p for p in in_blocks if p.dim() == 2]
-    rest = [p for p in model.parameters() if all(p is not m for m in matrices)]   # `in` compares values
+    rest = [p for p in model.parameters() if all(p is not m for m in matrices)]   # `in` would compare values
     adamw = torch.optim.AdamW([   # "lr_scale": each group's rate is the schedule's times this
         {"params": [p for p in rest if p.dim() >= 2], "weight_decay": weight_decay, "lr_scale": 1.0},
         {"params": [p for p in rest if p.dim() < 2], "weight_decay": 0.0, "lr_scale": 1.0},
@@ -158,11 +160,11 @@ def sample_text(model, chars, device, length=80):
 
 
 def train(args, saved=None, init=None):
-    """The lecture's loop (tests/lecture_train.py) with the pieces above; what a real run also needs (the
-    device, its files, the clock, Ctrl-C, torchrun) is in the helpers below the divider, named for what
-    they do. saved: last.pt's contents, to resume; init: a checkpoint whose weights start a fresh run
+    """The lecture's loop (tests/lecture_train.py) with the pieces above. What a real run also needs (the
+    device, its files, the clock, Ctrl-C, torchrun) is in helpers below the divider, named for what they
+    do. saved: last.pt's contents, to resume; init: a checkpoint whose weights start a fresh run
     (exercise 3). -> the best validation loss."""
-    device, dtype, ranks = set_up(args)   # device, number format; the cpu recipe fitted to this machine
+    device, dtype, ranks = set_up(args)   # device, number format; fills in the cpu recipe's sizes for it
     torch.manual_seed(args.seed)          # the lecture's manual_seed(1337): the same first weights every run
     data_info, train_batch, eval_batches = make_batches(args, device)
     model = build_model(args, data_info["chars"], init).to(device)
@@ -178,7 +180,7 @@ def train(args, saved=None, init=None):
     iter_num, best_val_loss, elapsed = 0, math.inf, 0.0
     if saved is not None:   # --resume: the saved weights, optimisers, step, clock and random state
         iter_num, best_val_loss, elapsed = resume(args, saved, model, optimizers, scaler, data_info, device)
-    step_model = wrap_in_ddp(model, args, ranks, iter_num)   # under torchrun, DDP's wrapper of the model
+    step_model = wrap_in_ddp(model, args, ranks, iter_num)   # model, or under torchrun DDP's wrapper of it
     with RunControl(args, ranks, saved, iter_num, elapsed) as run:   # the clock, Ctrl-C, the bar, the log
         while True:
             # How much of the run is done, 0 -> 1: of its max_iters steps, or of its time budget's minutes.
@@ -197,14 +199,14 @@ def train(args, saved=None, init=None):
                     run.bar.write(f"exact match: {losses['val_exact']:.2%}")
                 save_run(args, model, optimizers, scaler, data_info, iter_num, best_val_loss, run, losses,
                          improved)
-            if progress >= 1 or run.interrupted():   # Ctrl-C or SIGTERM: save this step's state and stop
+            if progress >= 1 or run.interrupted():   # Ctrl-C or SIGTERM: stop; finish() saves this state
                 break
             step = progress * args.max_iters if args.time_budget else iter_num   # where the schedule is
             lr = get_lr(step, args.learning_rate, args.min_lr, args.warmup_iters, args.max_iters)
             x, y = train_batch()
             with autocast:
                 logits, loss = step_model(x, y)
-            model.zero_grad(set_to_none=True)              # every optimiser's parameters: the model's
+            model.zero_grad(set_to_none=True)              # optimizer.zero_grad() for all the optimisers
             scaler.scale(loss).backward()                  # loss.backward(), through the scaler
             optimizer_step(model, optimizers, scaler, lr, args.grad_clip)   # at rate lr: clip, then step
             iter_num += 1

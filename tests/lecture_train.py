@@ -1,11 +1,12 @@
 """The lecture's training loop, with train.py's get_batch and estimate_loss and two of its settings
-(below): train.py's "before", as lecture_gpt.py is gpt.py's.
+(below). It is to train.py what lecture_gpt.py is to gpt.py: the "before".
 
 Read this first. train.py's train() runs the same loop and adds to it (in its lines and the helpers they
 call): a learning-rate schedule, Muon beside AdamW, mixed precision with its loss scaler, gradient clipping,
 torchrun's ranks, and the run's clock, files and Ctrl-C. With all of those turned off (AdamW at a constant
 rate, float32, no clipping, no weight decay), train() ends with exactly this loop's weights (a test in
-tests/test_lesson_train.py). get_batch and estimate_loss are train.py's: the lecture's, with the data and
+tests/test_lesson_train.py). It prints one line differently: its last evaluation comes after the last
+step, this loop's before it. get_batch and estimate_loss are train.py's: the lecture's, with the data and
 sizes passed in, and the evaluation's batches drawn once so that every evaluation scores the same text.
 """
 
