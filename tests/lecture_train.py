@@ -5,12 +5,11 @@ Read this first. train.py's train() runs the same loop and adds to it (in its li
 call): a learning-rate schedule, Muon beside AdamW, mixed precision with its loss scaler, gradient clipping,
 torchrun's ranks, and the run's clock, files and Ctrl-C. With all of those turned off (AdamW at a constant
 rate, float32, no clipping, no weight decay), train() ends with exactly this loop's weights (a test in
-tests/test_lesson_train.py). It prints one line differently: its last evaluation comes after the last
-step, this loop's before it. get_batch and estimate_loss are train.py's: the lecture's, with the data and
-sizes passed in, and the evaluation's batches drawn once so that every evaluation scores the same text.
+tests/test_lesson_train.py). It prints more (seconds, checkpoints, a sample line), and its last evaluation
+comes after the last step, this loop's before it. get_batch and estimate_loss are train.py's: the
+lecture's, with the data and sizes passed in, and the evaluation's batches drawn once so that every
+evaluation scores the same text.
 """
-
-import contextlib
 
 import torch
 
@@ -27,7 +26,7 @@ def lecture_train(model, train_data, eval_batches, max_iters, eval_interval, lea
     for iter in range(max_iters):
         # Now and then, and once more before the last step: the loss on the text it learns from and on val.
         if iter % eval_interval == 0 or iter == max_iters - 1:
-            losses = estimate_loss(model, eval_batches, contextlib.nullcontext())   # float32: no autocast
+            losses = estimate_loss(model, eval_batches)
             print(f"step {iter}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}")
         xb, yb = get_batch(train_data, batch_size, block_size, "cpu")   # (B, T) inputs, (B, T) targets
         logits, loss = model(xb, yb)                  # the forward pass: (B, T, vocab_size), the mean loss
