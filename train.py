@@ -216,7 +216,7 @@ def train(args, saved=None, init=None):
     return best_val_loss
 
 
-# Beyond the lecture: how the default CPU recipe trains its weight matrices (configure_optimizers).
+# Past the lecture, but part of the lesson, since the default CPU run trains its weight matrices with it.
 class Muon(torch.optim.Optimizer):
     """Muon (Jordan et al., 2024) for weight matrices. A matrix's gradient is dominated by a few directions,
     and a plain step moves it mostly along those; Muon steps along the nearest orthogonal matrix instead
