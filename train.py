@@ -49,10 +49,10 @@ def get_batch(data, batch_size, block_size, device, generator=None):
 
 
 def make_batches(args, device):
-    """-> (data_info: the characters and what else the run learns from, kept in its checkpoints; a function
-    that draws a training batch; the evaluation's batches {"train": [(x, y), ...], "val": [...]}). The
-    lecture draws new evaluation batches each time; these are drawn once, so every evaluation scores the
-    same text."""
+    """-> (data_info, train_batch, eval_batches). data_info: the characters (and what else defines the
+    data), saved in checkpoints; train_batch(): a new random batch; eval_batches: {"train": [(x, y), ...],
+    "val": [...]}, drawn once, so that every evaluation scores the same text (the lecture draws new ones
+    each time)."""
     if args.task == "addition":
         return addition_batches(args, device)   # exercise 2, just below the lesson
     B, T = args.batch_size, args.block_size
@@ -237,7 +237,7 @@ class Muon(torch.optim.Optimizer):
                 direction = p.grad.lerp(momentum, group["momentum"])     # Nesterov's: a look one step ahead
                 update = orthogonalize(direction.to(self.orthogonalize_in))              # (rows, columns)
                 p.mul_(1 - group["lr"] * group["weight_decay"])                          # weight decay
-                p.add_(update, alpha=-group["lr"] * 0.2 * max(p.shape) ** 0.5)   # an RMS near AdamW's, 0.2
+                p.add_(update, alpha=-group["lr"] * 0.2 * max(p.shape) ** 0.5)   # RMS 0.2, as AdamW's
 
 
 def orthogonalize(G, steps=5):

@@ -28,7 +28,7 @@ def lecture_train(model, train_data, eval_batches, max_iters, eval_interval, lea
         if iter % eval_interval == 0 or iter == max_iters - 1:
             losses = estimate_loss(model, eval_batches)
             print(f"step {iter}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}")
-        xb, yb = get_batch(train_data, batch_size, block_size, "cpu")   # (B, T) inputs, (B, T) targets
+        xb, yb = get_batch(train_data, batch_size, block_size, "cpu")   # (B, T) inputs, (B, T) targets, CPU
         logits, loss = model(xb, yb)                  # the forward pass: (B, T, vocab_size), the mean loss
         optimizer.zero_grad(set_to_none=True)         # forget the last step's gradients
         loss.backward()                               # the gradient of the loss for every parameter
