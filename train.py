@@ -237,7 +237,7 @@ class Muon(torch.optim.Optimizer):
                 direction = p.grad.lerp(momentum, group["momentum"])     # Nesterov's: a look one step ahead
                 update = orthogonalize(direction.to(self.orthogonalize_in))              # (rows, columns)
                 p.mul_(1 - group["lr"] * group["weight_decay"])                          # weight decay
-                p.add_(update, alpha=-group["lr"] * 0.2 * max(p.shape) ** 0.5)   # RMS 0.2, as AdamW's
+                p.add_(update, alpha=-group["lr"] * 0.2 * max(p.shape) ** 0.5)   # RMS ~0.2, like AdamW's
 
 
 def orthogonalize(G, steps=5):
