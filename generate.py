@@ -49,7 +49,8 @@ def next_token_probs(logits, temperature=1.0, top_k=None, top_p=None):
     """Last-step logits (B, vocab_size) -> the weights to sample from (B, vocab_size). temperature divides
     the logits: below 1 sharpens the distribution (safer text), above 1 flattens it (wilder), 0 takes the
     likeliest. top_k keeps the k likeliest, top_p the fewest whose probabilities reach p: both cut off the
-    long tail of unlikely characters, where nonsense lives."""
+    long tail of unlikely characters, where nonsense lives (characters tied with the last kept stay too).
+    After top_p the weights no longer sum to 1; torch.multinomial needs them only in proportion."""
     top_k, temperature = (1, 1.0) if temperature == 0 else (top_k, temperature)   # 0: the likeliest only
     # In float64 and minus the largest logit (the same softmax): a tiny temperature then leaves
     # the likeliest at 0 and the others at -inf, instead of overflowing to NaN.
@@ -70,7 +71,8 @@ def next_token_probs(logits, temperature=1.0, top_k=None, top_p=None):
 def with_kv_cache(model):
     """Speed trick: a stand-in for model(idx_cond) in sample()'s loop, the same logits up to rounding.
     While the window grows, each character's key and value stay the same, so a KVCache keeps them and
-    each call runs only the characters it has not seen (tests/test_lesson_generate.py: the same samples)."""
+    each call runs only the characters it has not seen; once the window is full and slides, every call runs
+    it whole again, as without a cache (tests/test_lesson_generate.py: the same samples)."""
     cache = KVCache(model.config)
 
     def forward(idx_cond):                     # idx_cond (B, T): the window, as sample() crops it

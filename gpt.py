@@ -110,9 +110,9 @@ class CausalSelfAttention(nn.Module):
         Tk = k.size(2)          # the positions attended to: T, or more with a cache
 
         if not self.fused_attention:
-            # Affinities: how well each query matches each key. Dividing by sqrt(head_size) keeps
-            # their variance at ~1 whatever the head size, so the softmax stays soft instead of
-            # saturating into a one-hot that would let each position hear only one other.
+            # Affinities: how well each query matches each key. For queries and keys of unit variance,
+            # dividing by sqrt(head_size) keeps theirs at ~1 whatever the head size, so the softmax stays
+            # soft instead of saturating into a one-hot that would let each position hear only one other.
             # (B, nh, T, hs) @ (B, nh, hs, Tk) -> (B, nh, T, Tk)
             wei = q @ k.transpose(-2, -1) / math.sqrt(self.head_size)
             # The future gets -inf, so weight 0 after the softmax. Our T queries are the last T of the Tk
@@ -197,9 +197,10 @@ class GPT(nn.Module):
             # embeds it, so one matrix learns from both ends of the model (and vocab_size * C weights go).
             self.lm_head.weight = self.token_embedding_table.weight             # (vocab_size, C), one tensor
 
-        # Small random weights (std 0.02, as the lecture's final gpt.py and GPT-2): the first loss is about
-        # ln(vocab_size). As GPT-2, the two projections per block that add into the residual stream
-        # start smaller still, by 1 / sqrt(2 * n_layer), so the stream's variance does not grow with depth.
+        # Small random weights (std 0.02, as GPT-2 and the gpt.py in the lecture's repository, though not the
+        # video): the first loss is about ln(vocab_size). As GPT-2, the two projections per block that add
+        # into the residual stream start smaller still, by 1 / sqrt(2 * n_layer), so that what all the blocks
+        # add up to at the start is about as large whatever the number of layers.
         residual_projections = [m for block in self.blocks for m in (block.sa.proj, block.ffwd.net[2])]
         for module in self.modules():
             if isinstance(module, (nn.Linear, nn.Embedding)):

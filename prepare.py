@@ -1,6 +1,7 @@
-"""Step 1 of the lesson: turn a text into numbers a model can learn from. Each distinct character gets an id;
-the text's ids go to data/train.bin (the first 90%) and data/val.bin (the last 10%), one byte per id (two
-beyond 256 characters), and the characters, in the order of their ids, to data/vocab.json.
+"""Step 1 of the lesson: turn a text into numbers a model can learn from. Each distinct character gets an id
+(encode, decode), and the ids split into the first 90% to train on and the last 10% to validate on. Below
+the divider, the same for texts of any size, written to data/: train.bin and val.bin (the ids, a byte
+each, two beyond 256 characters) and vocab.json (the characters, in the order of their ids, and more).
 
     python prepare.py                      # tiny Shakespeare, downloaded to data/input.txt
     python prepare.py --input my_text.txt  # any UTF-8 text (or a pipe: --input /dev/stdin)
@@ -39,8 +40,8 @@ def decode(ids, chars):   # ids -> the string they stand for, through the lectur
 
 def encode_and_split(text, val_fraction=0.1):
     """The lecture's way, for a text that fits in memory -> (chars, train ids, val ids). The first 90% to
-    train on, the last 10% held out: a model that memorised the training text does no better on the rest,
-    so learning shows there. prepare(), below, does the same for a text of any size, a chunk at a time."""
+    train on, the last 10% held out: the loss on text the model never trained on shows what it learned,
+    not what it memorised. prepare(), below, does the same for a text of any size, a chunk at a time."""
     chars = build_vocab(text)
     data = encode(text, chars)
     n = int(len(data) * (1 - val_fraction))
