@@ -49,7 +49,7 @@ def next_token_probs(logits, temperature=1.0, top_k=None, top_p=None):
     """Last-step logits (B, vocab_size) -> the weights to sample from (B, vocab_size). temperature divides
     the logits: below 1 sharpens the distribution (safer text), above 1 flattens it (wilder), 0 takes the
     likeliest. top_k keeps the k likeliest, top_p the fewest whose probabilities reach p: both cut off the
-    long tail of unlikely characters, where nonsense lives (characters tied with the last kept stay too).
+    long tail of unlikely characters, where nonsense lives (top_k keeps any tied with the k-th too).
     After top_p the weights no longer sum to 1; torch.multinomial needs them only in proportion."""
     top_k, temperature = (1, 1.0) if temperature == 0 else (top_k, temperature)   # 0: the likeliest only
     # In float64 and minus the largest logit (the same softmax): a tiny temperature then leaves
